@@ -1,0 +1,21 @@
+// Command kiln is the one Kiln binary: `kiln server` runs the platform;
+// every other verb is a client of its API.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kiln-dev/kiln/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "server" {
+		os.Exit(runServer(ctx, os.Args[2:]))
+	}
+	os.Exit(cli.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/kiln-dev/kiln/internal/server"
+)
+
+const serverUsage = `Usage: kiln server [flags]
+
+Runs the whole Kiln platform in one process on embedded defaults: the AWS
+Lambda API, the control plane (one Raft voter on the data dir), a worker with
+the linux sandbox backend, placement, the worker manager and counting.
+On first start it creates an account and writes its keys to
+<data-dir>/credentials and the region to <data-dir>/config.
+
+Flags:
+`
+
+func runServer(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("kiln server", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	listen := fs.String("listen", "127.0.0.1:9001", "address of the Lambda API")
+	dataDir := fs.String("data-dir", ".kiln", "where Kiln keeps its state")
+	region := fs.String("region", "us-east-1", "the region Kiln reports and checks signatures against")
+	keepAlive := fs.Duration("keep-alive", 5*time.Minute, "how long an idle sandbox stays warm")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	unsafeNoCgroups := fs.Bool("unsafe-no-cgroups", false, "DEVELOPMENT ONLY: run sandboxes without cgroup limits when Kiln is not root")
+	fs.Usage = func() {
+		fmt.Fprint(os.Stderr, serverUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "kiln server: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "kiln server: bad --log-level %q\n", *logLevel)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	srv, err := server.Start(ctx, server.Config{
+		Listen:          *listen,
+		DataDir:         *dataDir,
+		Region:          *region,
+		KeepAlive:       *keepAlive,
+		UnsafeNoCgroups: *unsafeNoCgroups,
+		Logger:          log,
+		Out:             os.Stdout,
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kiln server: %v\n", err)
+		return 1
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Wait() }()
+	code := 0
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "kiln server: %v\n", err)
+			code = 1
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Close(sctx)
+	return code
+}

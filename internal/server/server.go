@@ -1,0 +1,244 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kiln-dev/kiln/internal/consensus"
+	"github.com/kiln-dev/kiln/internal/controlplane"
+	"github.com/kiln-dev/kiln/internal/counting"
+	"github.com/kiln-dev/kiln/internal/frontend"
+	"github.com/kiln-dev/kiln/internal/logstore"
+	"github.com/kiln-dev/kiln/internal/placement"
+	"github.com/kiln-dev/kiln/internal/sandbox/linux"
+	"github.com/kiln-dev/kiln/internal/sigv4"
+	"github.com/kiln-dev/kiln/internal/worker"
+	"github.com/kiln-dev/kiln/internal/workermgr"
+)
+
+// Config is `kiln server`'s configuration.
+type Config struct {
+	Listen  string // default 127.0.0.1:9001
+	DataDir string // default ./.kiln
+	Region  string // default us-east-1
+	// KeepAlive is how long idle sandboxes stay warm (default 5 min).
+	KeepAlive time.Duration
+	// UnsafeNoCgroups lets the worker run without cgroup limits (development
+	// on machines where Kiln is not root). Never in production.
+	UnsafeNoCgroups bool
+	Logger          *slog.Logger
+	// Out receives the start-up banner (how to use the credentials).
+	Out io.Writer
+}
+
+// Server is a running `kiln server`.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	lock     *os.File
+	node     *consensus.Node
+	cp       *controlplane.Service
+	worker   *worker.Worker
+	backend  *linux.Backend
+	wm       *workermgr.Manager
+	http     *http.Server
+	listener net.Listener
+	served   chan error
+}
+
+// codeSource lets the in-process worker read code from the control plane's store.
+type codeSource struct{ cp *controlplane.Service }
+
+func (c codeSource) ReadCode(_ context.Context, sha string) ([]byte, error) {
+	return os.ReadFile(c.cp.CodePath(sha))
+}
+
+// Start brings every part up and starts serving; it returns once the API
+// accepts connections.
+func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:9001"
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = ".kiln"
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("server: data dir: %w", err)
+	}
+	cfg.DataDir = dataDir
+	s := &Server{cfg: cfg, log: log, served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			s.shutdown(context.Background())
+		}
+	}()
+
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: data dir: %w", err)
+	}
+	if s.lock, err = lockDir(dataDir); err != nil {
+		return nil, err
+	}
+
+	s.node, err = consensus.Open(ctx, consensus.Config{Dir: filepath.Join(dataDir, "raft"), NodeID: "kiln-1", Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("server: consensus: %w", err)
+	}
+	s.cp, err = controlplane.New(controlplane.Config{DataDir: dataDir, Region: cfg.Region, Node: s.node, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("server: control plane: %w", err)
+	}
+	if err := s.node.Start(ctx); err != nil {
+		return nil, fmt.Errorf("server: consensus start: %w", err)
+	}
+	admin, created, err := s.ensureAdmin(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	logs := logstore.New(0, nil)
+	// The cgroup parent is per data dir so two servers on one host never
+	// clean up each other's sandboxes.
+	sum := sha256.Sum256([]byte(dataDir))
+	s.backend, err = linux.New(linux.Config{
+		CgroupParent:   "kiln-" + hex.EncodeToString(sum[:4]),
+		Logger:         log,
+		AllowNoCgroups: cfg.UnsafeNoCgroups,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: sandbox backend: %w (run as root, or pass --unsafe-no-cgroups for development)", err)
+	}
+	if err := s.backend.Cleanup(ctx); err != nil {
+		log.Warn("cleanup leftover sandboxes", "err", err)
+	}
+	s.worker, err = worker.New(worker.Config{
+		ID:      "local",
+		DataDir: filepath.Join(dataDir, "worker"),
+		Region:  cfg.Region,
+		Backend: s.backend,
+		Code:    codeSource{s.cp},
+		Logs:    logs,
+		Logger:  log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.wm, err = workermgr.New(workermgr.Config{
+		Workers:   []workermgr.Worker{s.worker},
+		Placement: placement.Default(placement.Static{s.worker}),
+		KeepAlive: cfg.KeepAlive,
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.cp.OnRetire(s.wm.Retire)
+
+	fe := frontend.New(frontend.Config{
+		Auth:       sigv4.NewVerifier(cfg.Region, "lambda", s.cp, nil),
+		Functions:  s.cp,
+		Counting:   counting.New(nil),
+		Sandboxes:  s.wm,
+		Logs:       logs,
+		Management: s.cp.Handler(),
+		Logger:     log,
+	})
+	s.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("server: listen: %w", err)
+	}
+	s.http = &http.Server{
+		Handler:           fe,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	go func() { s.served <- s.http.Serve(s.listener) }()
+
+	s.banner(admin, created)
+	log.Info("kiln server ready", "listen", s.Addr(), "data_dir", dataDir)
+	return s, nil
+}
+
+// Addr is the API's listen address.
+func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// Control exposes the control plane (for in-process tooling and tests).
+func (s *Server) Control() *controlplane.Service { return s.cp }
+
+// Sandboxes exposes the worker manager (for tests that count sandboxes).
+func (s *Server) Sandboxes() *workermgr.Manager { return s.wm }
+
+// Wait blocks until the HTTP server stops.
+func (s *Server) Wait() error {
+	err := <-s.served
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close shuts down in reverse start order.
+func (s *Server) Close(ctx context.Context) error {
+	s.shutdown(ctx)
+	return nil
+}
+
+func (s *Server) shutdown(ctx context.Context) {
+	if s.http != nil {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = s.http.Shutdown(sctx)
+		cancel()
+	}
+	if s.wm != nil {
+		s.wm.Close()
+	}
+	if s.worker != nil {
+		_ = s.worker.Close(ctx)
+	}
+	if s.backend != nil {
+		_ = s.backend.Close()
+	}
+	if s.node != nil {
+		_ = s.node.Close()
+	}
+	if s.lock != nil {
+		_ = s.lock.Close()
+	}
+}
+
+// lockDir takes an exclusive lock so two servers never share a data dir.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("server: lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("server: data dir %s is in use by another kiln server", dir)
+	}
+	return f, nil
+}
