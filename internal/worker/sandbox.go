@@ -123,16 +123,16 @@ func (s *sbx) start(ctx context.Context, rt runtimes.Runtime, taskRoot string) e
 		eph = 512
 	}
 	s.box, err = w.cfg.Backend.Create(ctx, sandbox.Spec{
-		ID:                    s.id,
-		Argv:                  argv,
-		Env:                   env,
-		Dir:                   taskRoot,
-		MemoryBytes:           int64(s.spec.MemoryMB) << 20,
-		CPUWeightMB:           s.spec.MemoryMB,
-		PidsMax:               1024,
-		TmpDir:                filepath.Join(w.scratchDir, s.id, "tmp"),
-		Stdout:                s.logs.writer,
-		Stderr:                s.logs.writer,
+		ID:          s.id,
+		Argv:        argv,
+		Env:         env,
+		Dir:         taskRoot,
+		MemoryBytes: int64(s.spec.MemoryMB) << 20,
+		CPUWeightMB: s.spec.MemoryMB,
+		PidsMax:     1024,
+		TmpDir:      filepath.Join(w.scratchDir, s.id),
+		Stdout:      s.logs.writer,
+		Stderr:      s.logs.writer,
 	})
 	if err != nil {
 		return fmt.Errorf("worker: create sandbox: %w", err)

@@ -63,9 +63,9 @@ type entry struct {
 
 // Lease is one reserved sandbox. Exactly one Release per Lease.
 type Lease struct {
-	key   string
-	e     *entry
-	m     *Manager
+	key  string
+	e    *entry
+	m    *Manager
 	Cold bool // this invoke pays the cold start
 }
 

@@ -1,0 +1,24 @@
+# Kiln's developer entry points. `make test` is the command CI runs.
+GO ?= go
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: build test race check bench
+
+build:
+	$(GO) build -o kiln ./cmd/kiln
+
+# The whole suite: vet, unit + acceptance tests, and the race detector on the
+# concurrent parts. Needs root (sandboxes use cgroups), python3, node and the
+# AWS CLI; .ci/run installs what is missing.
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -race -timeout 10m ./internal/counting/... ./internal/workermgr/... ./internal/logstore/... ./internal/runtimeapi/... ./internal/consensus/...
+
+check:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3000x ./test/bench/
