@@ -36,13 +36,18 @@ func runAccount(ctx context.Context, e *env, args []string) int {
 	return exitUsage
 }
 
-func runAccountCreate(ctx context.Context, e *env, args []string) int {
+func newAccountCreateCommand() (*command, *string) {
 	cmd := newCommand("account create", "account create [--profile NAME] [flags]", accountAbout, 0, 0, false)
-	var profile string
-	cmd.fs.StringVar(&profile, "profile", "", "`name` of the printed profile block (default kiln-ACCOUNTID)")
+	profile := cmd.fs.String("profile", "", "`name` of the printed profile block (default kiln-ACCOUNTID)")
+	return cmd, profile
+}
+
+func runAccountCreate(ctx context.Context, e *env, args []string) int {
+	cmd, p := newAccountCreateCommand()
 	if _, code, done := cmd.parse(e, args); done {
 		return code
 	}
+	profile := *p
 	if strings.ContainsAny(profile, "[]\r\n") {
 		return cmd.usageError(e, "--profile %q: a profile name cannot contain brackets or line breaks", profile)
 	}
@@ -60,6 +65,8 @@ func runAccountCreate(ctx context.Context, e *env, args []string) int {
 		return e.fail("CreateAccount", &smithy.OperationError{ServiceID: "Lambda", OperationName: "CreateAccount", Err: err})
 	}
 	writeProfile(e.stdout, profile, acct)
+	fmt.Fprintf(e.stderr, "Append this block to ~/.aws/credentials or ./.kiln/credentials and use it with --profile %s.\n",
+		blockName(profile, acct))
 	return exitOK
 }
 
@@ -82,9 +89,14 @@ func parseAccountCreated(b []byte) (accountCreated, error) {
 // writeProfile prints the account as a shared-credentials profile block;
 // aws_account_id is read by the AWS SDKs, and the comment says what it is.
 func writeProfile(w io.Writer, profile string, a accountCreated) {
-	if profile == "" {
-		profile = "kiln-" + a.AccountID
-	}
 	fmt.Fprintf(w, "# Kiln account %s\n[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\naws_account_id = %s\n",
-		a.AccountID, profile, a.AccessKeyID, a.SecretAccessKey, a.AccountID)
+		a.AccountID, blockName(profile, a), a.AccessKeyID, a.SecretAccessKey, a.AccountID)
+}
+
+// blockName is the profile name chosen with --profile, else kiln-ACCOUNTID.
+func blockName(profile string, a accountCreated) string {
+	if profile == "" {
+		return "kiln-" + a.AccountID
+	}
+	return profile
 }

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -49,7 +53,8 @@ func (u *usageErr) Unwrap() error { return u.err }
 func (e *env) connect(ctx context.Context, cmd *command) (*client, int, bool) {
 	c, err := e.newClient(ctx, &cmd.common)
 	if err != nil {
-		if ue, ok := err.(*usageErr); ok {
+		var ue *usageErr
+		if errors.As(err, &ue) {
 			return nil, cmd.usageError(e, "%v", ue.err), false
 		}
 		return nil, e.fail("", err), false
@@ -66,16 +71,20 @@ func (e *env) newClient(ctx context.Context, cf *commonFlags) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
+	hc, err := e.endpointClient(endpoint)
+	if err != nil {
+		return nil, err
+	}
 	lc := lambda.NewFromConfig(cfg, func(o *lambda.Options) {
 		o.BaseEndpoint = aws.String(endpoint.String())
-		o.HTTPClient = e.httpClient
+		o.HTTPClient = hc
 	})
 	return &client{
 		endpoint: endpoint,
 		region:   cfg.Region,
 		creds:    cfg.Credentials,
 		lambda:   lc,
-		http:     e.httpClient,
+		http:     hc,
 		signer:   v4.NewSigner(),
 		now:      e.now,
 	}, nil
@@ -93,6 +102,33 @@ func parseEndpoint(s string) (*url.URL, error) {
 		return nil, fmt.Errorf("invalid --endpoint-url %q: no user, query or fragment allowed", s)
 	}
 	return u, nil
+}
+
+// endpointClient is e.httpClient, except that for an https endpoint it
+// trusts the certificates in $AWS_CA_BUNDLE instead of the system roots when
+// that is set, as the AWS tools do.
+func (e *env) endpointClient(endpoint *url.URL) (*http.Client, error) {
+	bundle := os.Getenv("AWS_CA_BUNDLE")
+	tr, ok := e.httpClient.Transport.(*http.Transport)
+	if bundle == "" || endpoint.Scheme != "https" || !ok {
+		return e.httpClient, nil
+	}
+	pem, err := os.ReadFile(bundle)
+	if err != nil {
+		return nil, fmt.Errorf("AWS_CA_BUNDLE: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("AWS_CA_BUNDLE %s: no PEM certificates in it", bundle)
+	}
+	tr = tr.Clone()
+	if tr.TLSClientConfig == nil {
+		tr.TLSClientConfig = &tls.Config{}
+	}
+	tr.TLSClientConfig.RootCAs = pool
+	hc := *e.httpClient
+	hc.Transport = tr
+	return &hc, nil
 }
 
 // newEndpointHTTPClient is the client for the Kiln endpoint. It has no

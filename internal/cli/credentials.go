@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	"github.com/aws/aws-sdk-go-v2/credentials/endpointcreds"
@@ -34,6 +36,20 @@ type refuseNetwork struct{}
 
 func (refuseNetwork) Do(r *http.Request) (*http.Response, error) {
 	return nil, fmt.Errorf("%w (refused %s %s)", errNetworkCredentials, r.Method, r.URL.Redacted())
+}
+
+// refusingBuildableClient is the config-wide HTTP client. It must be the
+// SDK's BuildableClient because config loading adds $AWS_CA_BUNDLE to it;
+// its dialer refuses every address before any DNS lookup or connection.
+func refusingBuildableClient() *awshttp.BuildableClient {
+	refuse := func(_ context.Context, network, addr string) (net.Conn, error) {
+		return nil, fmt.Errorf("%w (refused %s %s)", errNetworkCredentials, network, addr)
+	}
+	return awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.Proxy = nil
+		tr.DialContext = refuse
+		tr.DialTLSContext = refuse
+	})
 }
 
 // credentialsError says no usable credentials were found. It keeps why each
@@ -72,7 +88,7 @@ func isEndOfChain(err error) bool {
 func loadOptions(cf *commonFlags) []func(*config.LoadOptions) error {
 	opts := []func(*config.LoadOptions) error{
 		config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
-		config.WithHTTPClient(refuseNetwork{}),
+		config.WithHTTPClient(refusingBuildableClient()),
 		config.WithEndpointCredentialOptions(func(o *endpointcreds.Options) {
 			o.HTTPClient = refuseNetwork{}
 		}),

@@ -44,7 +44,7 @@ func newDeployCommand() (*command, *deployFlags) {
 	cmd.fs.IntVar(&f.memory, "memory", 0, "memory in `MB` (default: the server's, 128)")
 	cmd.fs.IntVar(&f.timeout, "timeout", 0, "timeout in `seconds` (default: the server's, 3)")
 	cmd.fs.StringVar(&f.description, "description", "", "function `description`")
-	cmd.fs.StringVar(&f.role, "role", "", "execution role `arn` (default "+defaultRole+")")
+	cmd.fs.StringVar(&f.role, "role", "", "execution role `ARN` (default "+defaultRole+")")
 	cmd.fs.Var(f.env, "env", "environment variable `KEY=VALUE`; repeat for more (replaces the function's variables)")
 	return cmd, f
 }
@@ -99,11 +99,8 @@ func loadCode(path string) ([]byte, error) {
 		return nil, fmt.Errorf("code path: %w", err)
 	}
 	if fi.IsDir() {
-		zip, err := codepkg.ZipDir(path)
-		if err != nil {
-			return nil, fmt.Errorf("zip %s: %w", path, err)
-		}
-		return zip, nil
+		// ZipDir's errors already name the directory.
+		return codepkg.ZipDir(path)
 	}
 	if !fi.Mode().IsRegular() || !strings.EqualFold(filepath.Ext(path), ".zip") {
 		return nil, fmt.Errorf("code path %s: want a directory or a .zip file", path)

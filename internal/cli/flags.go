@@ -138,7 +138,7 @@ type commonFlags struct {
 }
 
 const (
-	endpointUsage = "Kiln `url` (default $KILN_ENDPOINT, else " + defaultEndpoint + ")"
+	endpointUsage = "Kiln endpoint `url` (default $KILN_ENDPOINT, else " + defaultEndpoint + ")"
 	regionUsage   = "`region` to sign for (default $AWS_REGION, $AWS_DEFAULT_REGION, the profile's, else us-east-1)"
 	profileUsage  = "credentials `profile` (default $AWS_PROFILE, else default); looked up in the AWS files, then ./.kiln"
 )

@@ -28,7 +28,7 @@ type invokeFlags struct {
 func newInvokeCommand() (*command, *invokeFlags) {
 	cmd := newCommand("invoke", "invoke NAME [JSON|-] [flags]", invokeAbout, 1, 2, true)
 	f := &invokeFlags{}
-	cmd.fs.StringVar(&f.qualifier, "qualifier", "", "version or alias to invoke")
+	cmd.fs.StringVar(&f.qualifier, "qualifier", "", "version or alias to invoke (`qualifier`)")
 	cmd.fs.BoolVar(&f.tail, "tail", false, "print the end of the invocation's log (X-Amz-Log-Result) to stderr")
 	cmd.fs.BoolVar(&f.event, "event", false, "invoke asynchronously (InvocationType Event); prints nothing on success")
 	return cmd, f

@@ -29,16 +29,26 @@ type logEvent struct {
 	Message   string
 }
 
-func runLogs(ctx context.Context, e *env, args []string) int {
+type logsFlags struct {
+	limit  int
+	follow bool
+}
+
+func newLogsCommand() (*command, *logsFlags) {
 	cmd := newCommand("logs", "logs NAME [flags]", logsAbout, 1, 1, true)
-	var limit int
-	var follow bool
-	cmd.fs.IntVar(&limit, "limit", defaultLogLimit, "how many of the latest lines to fetch per request (1-10000)")
-	cmd.fs.BoolVar(&follow, "follow", false, "keep printing new lines as they arrive")
+	f := &logsFlags{}
+	cmd.fs.IntVar(&f.limit, "limit", defaultLogLimit, "how many of the latest lines to fetch per request (`N`, 1-10000)")
+	cmd.fs.BoolVar(&f.follow, "follow", false, "keep printing new lines as they arrive")
+	return cmd, f
+}
+
+func runLogs(ctx context.Context, e *env, args []string) int {
+	cmd, f := newLogsCommand()
 	pos, code, done := cmd.parse(e, args)
 	if done {
 		return code
 	}
+	limit, follow := f.limit, f.follow
 	if limit < 1 || limit > maxLogLimit {
 		return cmd.usageError(e, "--limit must be between 1 and %d", maxLogLimit)
 	}

@@ -13,8 +13,12 @@ import (
 
 const lsAbout = `Lists every function of the account (all pages), one per line.`
 
+func newLsCommand() *command {
+	return newCommand("ls", "ls [flags]", lsAbout, 0, 0, true)
+}
+
 func runLs(ctx context.Context, e *env, args []string) int {
-	cmd := newCommand("ls", "ls [flags]", lsAbout, 0, 0, true)
+	cmd := newLsCommand()
 	if _, code, done := cmd.parse(e, args); done {
 		return code
 	}

@@ -77,6 +77,11 @@ func (e *env) main(ctx context.Context, args []string) int {
 	switch name {
 	case "-h", "-help", "--help", "help":
 		if name == "help" && len(args) > 1 {
+			if args[1] == "server" {
+				// The server is wired outside this package.
+				fmt.Fprintln(e.stdout, "Run 'kiln server --help' for the server's flags.")
+				return exitOK
+			}
 			// `kiln help VERB` is `kiln VERB --help`.
 			return e.main(ctx, []string{args[1], "--help"})
 		}

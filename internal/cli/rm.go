@@ -11,10 +11,14 @@ import (
 const rmAbout = `Deletes function NAME with all its versions and aliases, or only the version
 given with --qualifier.`
 
-func runRm(ctx context.Context, e *env, args []string) int {
+func newRmCommand() (*command, *string) {
 	cmd := newCommand("rm", "rm NAME [flags]", rmAbout, 1, 1, true)
-	var qualifier string
-	cmd.fs.StringVar(&qualifier, "qualifier", "", "delete only this `version`")
+	qualifier := cmd.fs.String("qualifier", "", "delete only this `version`")
+	return cmd, qualifier
+}
+
+func runRm(ctx context.Context, e *env, args []string) int {
+	cmd, q := newRmCommand()
 	pos, code, done := cmd.parse(e, args)
 	if done {
 		return code
@@ -24,7 +28,7 @@ func runRm(ctx context.Context, e *env, args []string) int {
 		return code
 	}
 	in := &lambda.DeleteFunctionInput{FunctionName: aws.String(pos[0])}
-	what := pos[0]
+	what, qualifier := pos[0], *q
 	if qualifier != "" {
 		in.Qualifier = aws.String(qualifier)
 		what += ":" + qualifier

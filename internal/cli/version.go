@@ -11,8 +11,12 @@ import (
 // github.com/kiln-dev/kiln/internal/cli.linkedVersion=v1.2.3") for releases.
 var linkedVersion string
 
+func newVersionCommand() *command {
+	return newCommand("version", "version", "Prints the version of this kiln binary.", 0, 0, true)
+}
+
 func runVersion(_ context.Context, e *env, args []string) int {
-	cmd := newCommand("version", "version", "Prints the version of this kiln binary.", 0, 0, true)
+	cmd := newVersionCommand()
 	if _, code, done := cmd.parse(e, args); done {
 		return code
 	}

@@ -56,11 +56,11 @@ type Config struct {
 
 // Errors callers may match.
 var (
-	ErrNotStarted    = errors.New("consensus: node not started")
-	ErrStarted       = errors.New("consensus: node already started")
-	ErrClosed        = errors.New("consensus: node closed")
-	ErrUnknownPart   = errors.New("consensus: unknown part")
-	ErrNotLeader     = errors.New("consensus: not the leader")
+	ErrNotStarted     = errors.New("consensus: node not started")
+	ErrStarted        = errors.New("consensus: node already started")
+	ErrClosed         = errors.New("consensus: node closed")
+	ErrUnknownPart    = errors.New("consensus: unknown part")
+	ErrNotLeader      = errors.New("consensus: not the leader")
 	ErrOutcomeUnknown = errors.New("consensus: command outcome unknown")
 )
 

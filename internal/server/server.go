@@ -114,6 +114,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.node.Start(ctx); err != nil {
 		return nil, fmt.Errorf("server: consensus start: %w", err)
 	}
+	// Zips that no command references are leftovers of a crash between
+	// writing the code and committing the function.
+	if _, err := s.cp.SweepCode(ctx); err != nil {
+		log.Warn("sweep unreferenced code", "err", err)
+	}
 	admin, created, err := s.ensureAdmin(ctx)
 	if err != nil {
 		return nil, err

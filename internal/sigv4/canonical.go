@@ -233,10 +233,12 @@ func lookupHeader(h http.Header, name string) []string {
 	return h[string(buf[:len(name)])]
 }
 
-// appendCleanValue trims a header value and collapses runs of spaces, the
-// aws-sdk-go-v2 rule (botocore agrees for values without tabs).
+// appendCleanValue trims a header value (all Unicode white space, as the
+// SDK's strings.TrimSpace and botocore's str.split do) and collapses inner
+// runs of spaces, the aws-sdk-go-v2 rule; botocore agrees for values
+// without inner tabs.
 func appendCleanValue(dst []byte, v string) []byte {
-	v = strings.Trim(v, " \t")
+	v = strings.TrimSpace(v)
 	space := false
 	for i := 0; i < len(v); i++ {
 		c := v[i]

@@ -189,7 +189,11 @@ func isHeaderNameByte(c byte) bool {
 	case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
 		return true
 	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
 }
 
 func isDigits(s string, n int) bool {

@@ -222,27 +222,20 @@ func (v *Verifier) finish(ctx context.Context, r *http.Request, body []byte, p *
 	var bodyHex [2 * sha256.Size]byte
 	sum := sha256.Sum256(body)
 	hex.Encode(bodyHex[:], sum[:])
-	candidates := [2]string{}
-	n := 0
+	// useBody and useUnsigned pick the payload lines to try, in order.
+	useBody, useUnsigned := true, false
 	if cs := r.Header["X-Amz-Content-Sha256"]; len(cs) > 0 {
 		switch {
 		case len(cs) == 1 && cs[0] == unsignedPayload:
-			candidates[0] = unsignedPayload
+			useBody, useUnsigned = false, true
 		case len(cs) == 1 && cs[0] == string(bodyHex[:]):
-			candidates[0] = cs[0]
 		default:
 			return Identity{}, errdefs.InvalidSignature("The provided 'x-amz-content-sha256' header does not match what was computed.")
 		}
-		n = 1
-	} else {
-		candidates[0] = string(bodyHex[:])
-		n = 1
-		if presigned {
-			// botocore presigns non-S3 requests with UNSIGNED-PAYLOAD;
-			// aws-sdk-go-v2 callers choose. Try both.
-			candidates[1] = unsignedPayload
-			n = 2
-		}
+	} else if presigned {
+		// botocore presigns non-S3 requests with UNSIGNED-PAYLOAD;
+		// aws-sdk-go-v2 callers choose. Try both.
+		useUnsigned = true
 	}
 
 	s := v.getScratch()
@@ -270,8 +263,16 @@ func (v *Verifier) finish(ctx context.Context, r *http.Request, body []byte, p *
 	s.creq = b
 
 	key := v.cache.get(secret, p.scopeDate, v.region, v.service)
-	for _, payload := range candidates[:n] {
-		b = append(b[:prefix], payload...)
+	for _, unsigned := range [2]bool{false, true} {
+		if unsigned && !useUnsigned || !unsigned && !useBody {
+			continue
+		}
+		b = b[:prefix]
+		if unsigned {
+			b = append(b, unsignedPayload...)
+		} else {
+			b = append(b, bodyHex[:]...)
+		}
 		s.creq = b
 		creqSum := sha256.Sum256(b)
 

@@ -147,7 +147,7 @@ func (p *logPipe) drain() {
 		pending := 0
 		if rc, err := p.r.SyscallConn(); err == nil {
 			_ = rc.Control(func(fd uintptr) {
-				pending, _ = unix.IoctlGetInt(int(fd), unix.FIONREAD)
+				pending, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ)
 			})
 		}
 		p.mu.Lock()

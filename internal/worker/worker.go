@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/kiln-dev/kiln/internal/codepkg"
-	"github.com/kiln-dev/kiln/internal/runtimeapi"
 	"github.com/kiln-dev/kiln/internal/runtimes"
 	"github.com/kiln-dev/kiln/internal/sandbox"
 )

@@ -55,7 +55,7 @@ func TestFunctionLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if aws.ToString(got.Configuration.Description) != "first" || aws.ToString(got.Configuration.Runtime.String()) == "" {
+	if aws.ToString(got.Configuration.Description) != "first" || got.Configuration.Runtime != types.RuntimePython312 {
 		t.Errorf("GetFunction config: %+v", got.Configuration)
 	}
 
@@ -211,16 +211,23 @@ func TestErrorShapes(t *testing.T) {
 		t.Errorf("not found: %v", err)
 	}
 
+	// Below the model's minimum: ValidationException, as AWS answers.
 	_, err = c.CreateFunction(ctx(), &lambda.CreateFunctionInput{FunctionName: aws.String("bad-mem"), Runtime: types.RuntimePython312,
 		Handler: aws.String("app.handler"), Role: aws.String(testRole), Code: &types.FunctionCode{ZipFile: py.zip(t)}, MemorySize: aws.Int32(64)})
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorCode() != "ValidationException" {
+		t.Errorf("MemorySize 64: %v", err)
+	}
+	// An unknown runtime: the typed InvalidParameterValueException.
+	_, err = c.CreateFunction(ctx(), &lambda.CreateFunctionInput{FunctionName: aws.String("bad-rt"), Runtime: types.Runtime("cobol85"),
+		Handler: aws.String("app.handler"), Role: aws.String(testRole), Code: &types.FunctionCode{ZipFile: py.zip(t)}})
 	var inv *types.InvalidParameterValueException
 	if !errors.As(err, &inv) || aws.ToString(inv.Message) == "" {
-		t.Errorf("MemorySize 64: %v", err)
+		t.Errorf("unknown runtime: %v", err)
 	}
 
 	_, err = c.CreateFunction(ctx(), &lambda.CreateFunctionInput{FunctionName: aws.String("bad-zip"), Runtime: types.RuntimePython312,
 		Handler: aws.String("app.handler"), Role: aws.String(testRole), Code: &types.FunctionCode{ZipFile: []byte("not a zip")}})
-	var ae smithy.APIError
 	if !errors.As(err, &ae) || (ae.ErrorCode() != "InvalidParameterValueException" && ae.ErrorCode() != "InvalidZipFileException") {
 		t.Errorf("bad zip: %v", err)
 	}

@@ -1,0 +1,2 @@
+require('not-a-real-dependency');
+exports.handler = async () => 1;

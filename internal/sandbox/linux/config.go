@@ -1,0 +1,36 @@
+package linux
+
+import (
+	"errors"
+	"log/slog"
+)
+
+// ErrCgroupsUnavailable: cgroups cannot be used here (not mounted, not
+// root, read-only cgroupfs, a required controller missing).
+var ErrCgroupsUnavailable = errors.New("cgroups unavailable")
+
+// Name is the backend's name.
+const Name = "linux"
+
+// Lambda's file descriptor limit, applied to every sandbox process.
+const nofileLimit = 1024
+
+// Config configures the linux backend.
+type Config struct {
+	// CgroupParent is the cgroup path, relative to each hierarchy's root,
+	// under which sandbox groups are made ("kiln" → /sys/fs/cgroup/kiln/<id>
+	// on v2, /sys/fs/cgroup/memory/kiln/<id> on v1). Everything below it
+	// belongs to this backend: Cleanup removes it. Default "kiln".
+	CgroupParent string
+	// Logger receives warnings and debug events; default slog.Default().
+	Logger *slog.Logger
+	// AllowNoCgroups lets New succeed where cgroups cannot be used (not
+	// root, read-only cgroupfs, controllers missing): sandboxes then get
+	// only their process group, with no memory, CPU or pids limit, usage of
+	// the main process only, and no way to kill processes that leave the
+	// group. Capabilities reports this. Meant for development machines.
+	AllowNoCgroups bool
+	// NoCPUQuota applies only the CPU weight, never the hard cap (see the CPU
+	// mapping in cgroup.go): sandboxes may use idle CPU beyond their share.
+	NoCPUQuota bool
+}
