@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -269,22 +270,34 @@ func (f *Frontend) invoke(ctx context.Context, w http.ResponseWriter, r *http.Re
 		Env:             v.Environment,
 		CodeSha256Hex:   v.CodeSha256Hex,
 	}
-	lease, err := f.cfg.Sandboxes.Reserve(ictx, spec)
-	if err != nil {
-		awsapi.WriteError(w, f.log, reqID, err)
-		return
-	}
-	out, err := lease.Invoke(ictx, &worker.InvokeRequest{
+	req := &worker.InvokeRequest{
 		RequestID:     reqID,
 		Payload:       body,
 		InvokedArn:    res.InvokedArn,
 		ClientContext: clientContext,
 		Tail:          logType == "Tail",
-	})
-	if err != nil {
+	}
+	var (
+		lease *workermgr.Lease
+		out   *worker.InvokeResponse
+	)
+	// A sandbox whose runtime died before it took the event (it exited after
+	// its previous invoke) did not run the function: run it in another one.
+	for attempt := 0; ; attempt++ {
+		lease, err = f.cfg.Sandboxes.Reserve(ictx, spec)
+		if err != nil {
+			awsapi.WriteError(w, f.log, reqID, err)
+			return
+		}
+		out, err = lease.Invoke(ictx, req)
+		if err == nil {
+			break
+		}
 		lease.Release(false)
-		awsapi.WriteError(w, f.log, reqID, err)
-		return
+		if !errors.Is(err, worker.ErrSandboxGone) || attempt == 2 {
+			awsapi.WriteError(w, f.log, reqID, err)
+			return
+		}
 	}
 	lease.Release(!out.Retire)
 

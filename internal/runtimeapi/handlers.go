@@ -178,6 +178,9 @@ func (s *Server) handleNext(w http.ResponseWriter, r *http.Request) {
 		}
 		p := s.cur
 		others := s.waiters > 0
+		if p != nil {
+			p.delivered = true
+		}
 		if p == nil {
 			s.waiters++
 			waiting = true

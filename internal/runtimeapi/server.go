@@ -3,6 +3,7 @@ package runtimeapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -30,6 +31,11 @@ var (
 	// ErrBusy is returned by Invoke when another Invoke is still running on
 	// the same Server; callers must serialise invokes per sandbox.
 	ErrBusy = errors.New("runtimeapi: an invocation is already in progress")
+	// ErrNotDelivered wraps the reason an abandoned Invoke gives when the
+	// runtime never fetched the event: the function did not run, so the
+	// caller may safely run it elsewhere (e.g. the runtime exited right
+	// after its previous invoke, as aws-lambda-go does after a panic).
+	ErrNotDelivered = errors.New("runtimeapi: event was never delivered to the runtime")
 )
 
 // Invocation is one event handed to the runtime.
@@ -243,8 +249,12 @@ func (s *Server) abandon(p *pending, err error) (*Result, error) {
 	s.mu.Lock()
 	if s.cur == p {
 		s.cur = nil
+		delivered := p.delivered
 		s.mu.Unlock()
-		s.log.Debug("invocation abandoned", "request_id", p.id, "err", err)
+		s.log.Debug("invocation abandoned", "request_id", p.id, "err", err, "delivered", delivered)
+		if !delivered {
+			return nil, fmt.Errorf("%w: %w", ErrNotDelivered, err)
+		}
 		return nil, err
 	}
 	s.mu.Unlock()
@@ -274,9 +284,11 @@ const (
 // pending is an invocation with its /next headers rendered once, so that a
 // re-delivery costs nothing and the hot path does no formatting.
 type pending struct {
-	id      string
-	payload []byte
-	vals    [8]string
+	// delivered is set (under Server.mu) once a /next handed the event out.
+	delivered bool
+	id        string
+	payload   []byte
+	vals      [8]string
 }
 
 const (

@@ -17,6 +17,9 @@ var bootstraps embed.FS
 // idempotent and safe to run while sandboxes use an older copy: a file whose
 // content differs is replaced by rename, never rewritten in place.
 func Install(dir string) error {
+	// Resolve the interpreters now, so that no cold start pays for it.
+	_, _ = lookPython()
+	_, _ = lookNode()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("runtimes: install: %w", err)
 	}

@@ -84,7 +84,7 @@ func TestCommand(t *testing.T) {
 	}
 	empty := t.TempDir()
 	rtDir := "/srv/kiln/runtime"
-	py, pyErr := exec.LookPath("python3")
+	py, pyErr := realPython()
 	node, nodeErr := exec.LookPath("node")
 
 	tests := []struct {
@@ -98,8 +98,8 @@ func TestCommand(t *testing.T) {
 		{"provided", withBootstrap, []string{filepath.Join(withBootstrap, "bootstrap")}, nil, nil},
 		{"provided.al2", empty, nil, ErrNoBootstrap, nil},
 		{"provided.al2", bootstrapIsDir, nil, ErrNoBootstrap, nil},
-		{"python3.12", empty, []string{py, rtDir + "/python/bootstrap.py"}, nil, pyErr},
-		{"python3.9", empty, []string{py, rtDir + "/python/bootstrap.py"}, nil, pyErr},
+		{"python3.12", empty, []string{py, "-S", rtDir + "/python/bootstrap.py"}, nil, pyErr},
+		{"python3.9", empty, []string{py, "-S", rtDir + "/python/bootstrap.py"}, nil, pyErr},
 		{"nodejs20.x", empty, []string{node, rtDir + "/nodejs/bootstrap.mjs"}, nil, nodeErr},
 	}
 	for _, tt := range tests {
@@ -199,5 +199,19 @@ func TestBootstrapsCompile(t *testing.T) {
 		if out, err := exec.Command(node, "--check", filepath.Join(dir, "nodejs/bootstrap.mjs")).CombinedOutput(); err != nil {
 			t.Errorf("node bootstrap: %v\n%s", err, out)
 		}
+	}
+}
+
+func TestRealPythonIsNotAShim(t *testing.T) {
+	py, err := realPython()
+	if err != nil {
+		t.Skipf("no python3: %v", err)
+	}
+	b, err := os.ReadFile(py)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > 2 && string(b[:2]) == "#!" {
+		t.Errorf("%s is a script, not the interpreter", py)
 	}
 }

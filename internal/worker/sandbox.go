@@ -186,10 +186,15 @@ func exitFailure(st sandbox.ExitStatus) *initFailure {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// invoke runs one invocation; it never returns a Go error because every
-// failure here is something Lambda reports as a function error.
-func (s *sbx) invoke(ctx context.Context, req *InvokeRequest) *InvokeResponse {
+// invoke runs one invocation. Every failure of the function or its runtime
+// is a response (Lambda reports them as function errors); the only error is
+// ErrSandboxGone, when the runtime died before it took the event, so the
+// caller can run it in another sandbox.
+func (s *sbx) invoke(ctx context.Context, req *InvokeRequest) (*InvokeResponse, error) {
 	w := s.w
+	if s.initFail == nil && s.alive.Err() != nil {
+		return nil, ErrSandboxGone
+	}
 	start := w.cfg.Now()
 	first := !s.invoked
 	s.invoked = true
@@ -225,6 +230,11 @@ func (s *sbx) invoke(ctx context.Context, req *InvokeRequest) *InvokeResponse {
 				resp.FunctionError = "Unhandled"
 				resp.ErrorType = res.ErrorType
 			}
+		case errors.Is(err, runtimeapi.ErrNotDelivered) && s.alive.Err() != nil:
+			// The runtime exited after its previous invoke (aws-lambda-go does
+			// after a panic) and never saw this event.
+			s.logs.endInvocation()
+			return nil, ErrSandboxGone
 		case s.alive.Err() != nil:
 			st, _ := s.box.Wait(context.WithoutCancel(ctx))
 			f := exitFailure(st)
@@ -258,7 +268,7 @@ func (s *sbx) invoke(ctx context.Context, req *InvokeRequest) *InvokeResponse {
 		resp.LogTail = s.logs.invocationTail(tailLimit)
 	}
 	s.logs.endInvocation()
-	return resp
+	return resp, nil
 }
 
 func (s *sbx) report(requestID string, d time.Duration, first bool, status, errorType string) string {

@@ -262,12 +262,12 @@ func (w *Worker) Invoke(ctx context.Context, sandboxID string, req *InvokeReques
 	if s == nil {
 		return nil, ErrSandboxGone
 	}
-	resp := s.invoke(ctx, req)
-	if resp.Retire {
+	resp, err := s.invoke(ctx, req)
+	if err != nil || resp.Retire {
 		w.remove(s)
 		s.destroy(context.WithoutCancel(ctx))
 	}
-	return resp, nil
+	return resp, err
 }
 
 // DestroySandbox stops a sandbox and everything it started.
