@@ -94,24 +94,29 @@ const (
 
 // classify picks the route from the raw path without allocating.
 func classify(method, path string) (route, string) {
-	switch {
-	case method == http.MethodPost && strings.HasPrefix(path, "/2015-03-31/functions/") && strings.HasSuffix(path, "/invocations"):
-		name := path[len("/2015-03-31/functions/") : len(path)-len("/invocations")]
-		if name != "" && !strings.Contains(name, "/") {
+	switch method {
+	case http.MethodPost:
+		if name, ok := between(path, "/2015-03-31/functions/", "/invocations"); ok {
 			return routeInvoke, name
 		}
-	case method == http.MethodPost && strings.HasPrefix(path, "/2014-11-13/functions/") && strings.HasSuffix(path, "/invoke-async"):
-		name := path[len("/2014-11-13/functions/") : len(path)-len("/invoke-async")]
-		if name != "" && !strings.Contains(name, "/") {
+		if name, ok := between(path, "/2014-11-13/functions/", "/invoke-async"); ok {
 			return routeInvokeAsync, name
 		}
-	case method == http.MethodGet && strings.HasPrefix(path, "/2026-01-01/kiln/functions/") && strings.HasSuffix(path, "/logs"):
-		name := path[len("/2026-01-01/kiln/functions/") : len(path)-len("/logs")]
-		if name != "" && !strings.Contains(name, "/") {
+	case http.MethodGet:
+		if name, ok := between(path, "/2026-01-01/kiln/functions/", "/logs"); ok {
 			return routeLogs, name
 		}
 	}
 	return routeManagement, ""
+}
+
+// between returns the single path segment between prefix and suffix.
+func between(path, prefix, suffix string) (string, bool) {
+	if len(path) <= len(prefix)+len(suffix) || !strings.HasPrefix(path, prefix) || !strings.HasSuffix(path, suffix) {
+		return "", false
+	}
+	name := path[len(prefix) : len(path)-len(suffix)]
+	return name, !strings.Contains(name, "/")
 }
 
 // ServeHTTP authenticates and routes every request.

@@ -57,6 +57,11 @@ type Spec struct {
 	CPUWeightMB int
 	// PidsMax bounds the number of processes and threads; 0 → DefaultPidsMax.
 	PidsMax int64
+	// InitCPUBoost starts the sandbox without its hard CPU cap (the weight
+	// still applies) until EndInit is called (see InitBooster): a runtime's
+	// start-up is CPU-bound and a 128 MB function's share of a core would
+	// make every cold start slow. Backends without a cap ignore it.
+	InitCPUBoost bool
 	// TmpDir is a host directory the backend creates (mode 0700, its parent
 	// must exist, it must not exist yet) and hands to the process as TMPDIR;
 	// Delete removes it with its contents. Empty means none.
@@ -258,4 +263,16 @@ func CapabilitiesOf(b Backend) Capabilities {
 // and leak checks use it.
 type HostPathsReporter interface {
 	HostPaths() []string
+}
+
+// PeakMemoryReader is implemented by sandboxes that can read their memory
+// peak more cheaply than Stats; the worker reads it for every REPORT line.
+type PeakMemoryReader interface {
+	PeakMemory(ctx context.Context) (uint64, error)
+}
+
+// InitBooster is implemented by sandboxes that honour Spec.InitCPUBoost.
+type InitBooster interface {
+	// EndInit applies the CPU cap that InitCPUBoost held back. Idempotent.
+	EndInit(ctx context.Context) error
 }

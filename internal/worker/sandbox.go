@@ -123,16 +123,17 @@ func (s *sbx) start(ctx context.Context, rt runtimes.Runtime, taskRoot string) e
 		eph = 512
 	}
 	s.box, err = w.cfg.Backend.Create(ctx, sandbox.Spec{
-		ID:          s.id,
-		Argv:        argv,
-		Env:         env,
-		Dir:         taskRoot,
-		MemoryBytes: int64(s.spec.MemoryMB) << 20,
-		CPUWeightMB: s.spec.MemoryMB,
-		PidsMax:     1024,
-		TmpDir:      filepath.Join(w.scratchDir, s.id),
-		Stdout:      s.logs.writer,
-		Stderr:      s.logs.writer,
+		ID:           s.id,
+		Argv:         argv,
+		Env:          env,
+		Dir:          taskRoot,
+		MemoryBytes:  int64(s.spec.MemoryMB) << 20,
+		CPUWeightMB:  s.spec.MemoryMB,
+		PidsMax:      1024,
+		InitCPUBoost: true,
+		TmpDir:       filepath.Join(w.scratchDir, s.id),
+		Stdout:       s.logs.writer,
+		Stderr:       s.logs.writer,
 	})
 	if err != nil {
 		return fmt.Errorf("worker: create sandbox: %w", err)
@@ -154,6 +155,12 @@ func (s *sbx) start(ctx context.Context, rt runtimes.Runtime, taskRoot string) e
 	ictx, cancel := context.WithTimeout(s.alive, w.cfg.InitTimeout)
 	defer cancel()
 	err = s.api.WaitInit(ictx)
+	// Init ran with the CPU boost; invokes run under the memory-proportional cap.
+	if b, ok := s.box.(sandbox.InitBooster); ok {
+		if cerr := b.EndInit(ctx); cerr != nil {
+			return cerr
+		}
+	}
 	var ie *runtimeapi.InitError
 	switch {
 	case err == nil:
@@ -273,7 +280,9 @@ func (s *sbx) invoke(ctx context.Context, req *InvokeRequest) (*InvokeResponse, 
 
 func (s *sbx) report(requestID string, d time.Duration, first bool, status, errorType string) string {
 	var maxUsed uint64
-	if s.box != nil {
+	if p, ok := s.box.(sandbox.PeakMemoryReader); ok {
+		maxUsed, _ = p.PeakMemory(context.Background())
+	} else if s.box != nil {
 		if st, err := s.box.Stats(context.Background()); err == nil {
 			maxUsed = st.MaxMemoryBytes
 		}

@@ -235,7 +235,8 @@ func (b *Backend) forget(id string) {
 // Close implements sandbox.Backend. Sandboxes still running when it is
 // called are killed: their main processes get the parent-death signal as
 // the spawner threads exit, and the rest of each sandbox follows. Their
-// cgroups and TmpDirs stay until Cleanup (Delete them first instead).
+// cgroups and TmpDirs stay until Cleanup (Delete them first instead). The
+// cgroup parent is removed if New made it and it is empty.
 func (b *Backend) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -245,6 +246,11 @@ func (b *Backend) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	b.sp.close()
+	if b.drv != nil {
+		if err := b.drv.removeParent(); err != nil {
+			b.log.Warn("cannot remove cgroup parent", "err", err)
+		}
+	}
 	return b.devnull.Close()
 }
 

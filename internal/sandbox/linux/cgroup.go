@@ -76,7 +76,7 @@ type limits struct {
 }
 
 func limitsFor(spec *sandbox.Spec, noQuota bool) limits {
-	l := limits{memoryBytes: spec.MemoryBytes, cpuMB: spec.CPUWeightMB, cpuQuota: !noQuota, pidsMax: spec.PidsMax}
+	l := limits{memoryBytes: spec.MemoryBytes, cpuMB: spec.CPUWeightMB, cpuQuota: !noQuota && !spec.InitCPUBoost, pidsMax: spec.PidsMax}
 	if l.pidsMax == 0 {
 		l.pidsMax = sandbox.DefaultPidsMax
 	}
@@ -99,8 +99,10 @@ type driver interface {
 	load(id string) group
 	// list names the groups under the parent.
 	list() ([]string, error)
-	// removeParent removes the parent if it is empty (tests use it).
+	// removeParent removes the parent if prepare made it and it is empty.
 	removeParent() error
+	// parentDirs are the parent's directories (one per v1 hierarchy).
+	parentDirs() []string
 }
 
 // forkFunc forks and execs the sandbox's main process with sys.
@@ -123,6 +125,11 @@ type group interface {
 	stats() (sandbox.Stats, error)
 	// resetPeak restarts the memory peak where the kernel can.
 	resetPeak() error
+	// peakMemory reads only the memory peak, with as few syscalls as the
+	// kernel allows (it is on the invoke path).
+	peakMemory() (uint64, error)
+	// setCPUCap applies the hard CPU cap for mb of memory.
+	setCPUCap(mb int) error
 	// oomKilled reports whether the OOM killer struck; sigkilled says the
 	// main process died of SIGKILL (used where the kernel has no counter).
 	oomKilled(sigkilled bool) bool
@@ -265,17 +272,44 @@ func listGroups(dir string) ([]string, error) {
 	return names, nil
 }
 
-// mkdirAll makes dir and its missing parents below root (cgroupfs has no
-// mode to honour beyond 0755).
-func mkdirAll(root, rel string) error {
-	dir := root
+// mkdirAll makes root/rel and its missing parents. created is the topmost
+// directory (relative to root) it made, "" if root/rel existed: only that
+// much is ours to remove again.
+func mkdirAll(root, rel string) (created string, err error) {
+	dir, sofar := root, ""
 	for _, seg := range strings.Split(rel, "/") {
 		dir = filepath.Join(dir, seg)
-		if err := unix.Mkdir(dir, 0o755); err != nil && err != unix.EEXIST {
-			return &fs.PathError{Op: "mkdir", Path: dir, Err: err}
+		sofar = filepath.Join(sofar, seg)
+		err := unix.Mkdir(dir, 0o755)
+		switch {
+		case err == nil:
+			if created == "" {
+				created = sofar
+			}
+		case err != unix.EEXIST:
+			return created, &fs.PathError{Op: "mkdir", Path: dir, Err: err}
 		}
 	}
-	return nil
+	return created, nil
+}
+
+// rmdirUpTo removes root/rel and its parents up to root/top, which
+// mkdirAll made; it stops quietly at a directory still in use.
+func rmdirUpTo(root, rel, top string) error {
+	if top == "" {
+		return nil
+	}
+	for r := rel; ; r = filepath.Dir(r) {
+		if err := rmdirGroup(filepath.Join(root, r)); err != nil {
+			if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.ENOTEMPTY) {
+				return nil
+			}
+			return err
+		}
+		if r == top || r == "." || r == "/" {
+			return nil
+		}
+	}
 }
 
 // poll calls f with a short, growing backoff until it reports done, fails or

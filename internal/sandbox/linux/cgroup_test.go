@@ -271,6 +271,10 @@ func TestV1StatsAndOOM(t *testing.T) {
 			if err != nil || got != tc.want {
 				t.Errorf("stats = %+v, %v; want %+v", got, err, tc.want)
 			}
+			if peak, err := g.peakMemory(); err != nil || peak != tc.want.MaxMemoryBytes {
+				t.Errorf("peakMemory = %d, %v; want %d", peak, err, tc.want.MaxMemoryBytes)
+			}
+			defer g.close()
 			if got := g.oomKilled(true); got != tc.oomKilled {
 				t.Errorf("oomKilled = %v, want %v", got, tc.oomKilled)
 			}
@@ -543,5 +547,73 @@ func TestNewPreparesDetectedDriver(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "k", "cgroup.subtree_control")); err != nil {
 		t.Errorf("parent not prepared: %v", err)
+	}
+}
+
+func TestParentMadeAndRemovedOnlyIfOurs(t *testing.T) {
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "existing"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	created, err := mkdirAll(root, "existing/kiln/sandboxes")
+	if err != nil || created != "existing/kiln" {
+		t.Fatalf("mkdirAll = %q, %v; want existing/kiln", created, err)
+	}
+	if again, err := mkdirAll(root, "existing/kiln/sandboxes"); err != nil || again != "" {
+		t.Fatalf("second mkdirAll = %q, %v; want nothing made", again, err)
+	}
+	if err := rmdirUpTo(root, "existing/kiln/sandboxes", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "existing/kiln/sandboxes")); err != nil {
+		t.Fatal("removed a parent it did not make")
+	}
+	if err := rmdirUpTo(root, "existing/kiln/sandboxes", created); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "existing/kiln")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("existing/kiln survives: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "existing")); err != nil {
+		t.Errorf("removed what was there before: %v", err)
+	}
+	// A parent still holding a group stays.
+	created, _ = mkdirAll(root, "p")
+	if err := os.Mkdir(filepath.Join(root, "p", "sb"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := rmdirUpTo(root, "p", created); err != nil {
+		t.Errorf("busy parent: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "p", "sb")); err != nil {
+		t.Errorf("busy parent removed: %v", err)
+	}
+}
+
+// TestV1InitCPUBoost: a boosted group gets its weight at once and its hard
+// cap only when setCPUCap is called (after the runtime's init).
+func TestV1InitCPUBoost(t *testing.T) {
+	root, mounts := fakeV1(t, nil)
+	d, err := newV1Driver(mounts, "kiln", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := sandbox.Spec{ID: "sb", CPUWeightMB: 128, InitCPUBoost: true}
+	quota := filepath.Join(root, "cpu,cpuacct/kiln/sb/cpu.cfs_quota_us")
+	g, err := d.create("sb", limitsFor(&spec, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "cpu,cpuacct/kiln/sb/cpu.shares")); err != nil || string(b) != "74" {
+		t.Fatalf("weight at create = %q, %v", b, err)
+	}
+	if b, err := os.ReadFile(quota); err == nil {
+		t.Fatalf("boosted group got a cap at create: %q", b)
+	}
+	if err := g.setCPUCap(128); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(quota); string(b) != itoa(cpuQuotaUs(128)) {
+		t.Fatalf("cap after init = %q, want %d", b, cpuQuotaUs(128))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -49,8 +50,9 @@ type v1Driver struct {
 	threadCgroup string
 
 	// Probed by prepare.
-	hasMemsw   bool // memory.memsw.* (swap accounting on): swap cannot extend the limit
-	hasOOMKill bool // memory.oom_control has "oom_kill" (kernel ≥ 4.13)
+	hasMemsw   bool     // memory.memsw.* (swap accounting on): swap cannot extend the limit
+	hasOOMKill bool     // memory.oom_control has "oom_kill" (kernel ≥ 4.13)
+	created    []string // per hierarchy: what prepare made of the parent path
 }
 
 func newV1Driver(mounts map[string]v1Mount, parent string, requireAll bool) (*v1Driver, error) {
@@ -101,8 +103,12 @@ func (d *v1Driver) parentDir(h v1Hier) string {
 }
 
 func (d *v1Driver) prepare() error {
-	for _, h := range d.hiers {
-		if err := mkdirAll(h.mount.Mountpoint, d.parent); err != nil {
+	d.created = make([]string, len(d.hiers))
+	for i, h := range d.hiers {
+		created, err := mkdirAll(h.mount.Mountpoint, d.parent)
+		d.created[i] = created
+		if err != nil {
+			_ = d.removeParent()
 			return fmt.Errorf("%w: %w", ErrCgroupsUnavailable, err)
 		}
 	}
@@ -116,20 +122,20 @@ func (d *v1Driver) prepare() error {
 
 func (d *v1Driver) removeParent() error {
 	var errs []error
-	for _, h := range d.hiers {
-		// Remove from the leaf up, stopping at the first non-empty level.
-		rel := d.parent
-		for rel != "." && rel != "/" && rel != "" {
-			if err := rmdirGroup(filepath.Join(h.mount.Mountpoint, rel)); err != nil {
-				if !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOTEMPTY) {
-					errs = append(errs, err)
-				}
-				break
-			}
-			rel = filepath.Dir(rel)
+	for i, h := range d.hiers {
+		if i < len(d.created) {
+			errs = append(errs, rmdirUpTo(h.mount.Mountpoint, d.parent, d.created[i]))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (d *v1Driver) parentDirs() []string {
+	var dirs []string
+	for _, h := range d.hiers {
+		dirs = append(dirs, d.parentDir(h))
+	}
+	return dirs
 }
 
 func (d *v1Driver) list() ([]string, error) {
@@ -179,6 +185,9 @@ func (d *v1Driver) create(id string, l limits) (group, error) {
 type v1Group struct {
 	d    *v1Driver
 	dirs []string
+
+	peakMu sync.Mutex
+	peakFd int // memory.max_usage_in_bytes, opened on first use; 0 = not open
 }
 
 func (g *v1Group) dir(ctrl string) string {
@@ -447,4 +456,46 @@ func (g *v1Group) rmdirAll() {
 	}
 }
 
-func (g *v1Group) close() {}
+func (g *v1Group) close() {
+	g.peakMu.Lock()
+	if g.peakFd > 0 {
+		_ = unix.Close(g.peakFd)
+		g.peakFd = 0
+	}
+	g.peakMu.Unlock()
+}
+
+// peakMemory preads memory.max_usage_in_bytes through a descriptor kept
+// open for the group's life: one syscall per invoke instead of three.
+func (g *v1Group) peakMemory() (uint64, error) {
+	mem := g.dir("memory")
+	if mem == "" {
+		return 0, nil
+	}
+	g.peakMu.Lock()
+	defer g.peakMu.Unlock()
+	if g.peakFd == 0 {
+		fd, err := unix.Open(filepath.Join(mem, "memory.max_usage_in_bytes"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, fmt.Errorf("open memory peak: %w", err)
+		}
+		g.peakFd = fd
+	}
+	var buf [32]byte
+	n, err := unix.Pread(g.peakFd, buf[:], 0)
+	if err != nil {
+		return 0, fmt.Errorf("read memory peak: %w", err)
+	}
+	v, ok := parseUint(buf[:n])
+	if !ok {
+		return 0, fmt.Errorf("read memory peak: not a number: %q", buf[:n])
+	}
+	return v, nil
+}
+
+func (g *v1Group) setCPUCap(mb int) error {
+	if f := g.file("cpu", "cpu.cfs_quota_us"); f != "" && mb > 0 {
+		return writeFile(f, itoa(cpuQuotaUs(mb)))
+	}
+	return nil
+}

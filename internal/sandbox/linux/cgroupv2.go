@@ -42,6 +42,7 @@ type v2Driver struct {
 	hasSwap     bool            // memory.swap.max
 	hasPeak     bool            // memory.peak (kernel ≥ 5.19)
 	hasOOMGroup bool            // memory.oom.group
+	created     string          // what prepare made of the parent path
 	// cloneInto is cleared the first time CLONE_INTO_CGROUP (kernel ≥ 5.7)
 	// fails with ENOSYS; later spawns write the pid after the fork instead.
 	cloneInto atomic.Bool
@@ -90,7 +91,10 @@ func (d *v2Driver) prepare() error {
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: cgroup v2 controllers not available in %s: %s", ErrCgroupsUnavailable, d.root, strings.Join(missing, ", "))
 	}
-	if err := mkdirAll(d.root, d.parent); err != nil {
+	created, err := mkdirAll(d.root, d.parent)
+	d.created = created
+	if err != nil {
+		_ = d.removeParent()
 		return fmt.Errorf("%w: %w", ErrCgroupsUnavailable, err)
 	}
 	// A controller reaches the sandbox groups only if every level from the
@@ -140,19 +144,9 @@ func enableControllers(dir string, want []string) error {
 	return nil
 }
 
-func (d *v2Driver) removeParent() error {
-	rel := d.parent
-	for rel != "." && rel != "/" && rel != "" {
-		if err := rmdirGroup(filepath.Join(d.root, rel)); err != nil {
-			if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.ENOTEMPTY) {
-				return nil
-			}
-			return err
-		}
-		rel = filepath.Dir(rel)
-	}
-	return nil
-}
+func (d *v2Driver) removeParent() error { return rmdirUpTo(d.root, d.parent, d.created) }
+
+func (d *v2Driver) parentDirs() []string { return []string{d.parentDir()} }
 
 func (d *v2Driver) list() ([]string, error) { return listGroups(d.parentDir()) }
 
@@ -408,6 +402,20 @@ func (g *v2Group) destroy(ctx context.Context) error {
 		}
 		return err == nil, err
 	})
+}
+
+func (g *v2Group) peakMemory() (uint64, error) {
+	if !g.d.enabled["memory"] {
+		return 0, nil
+	}
+	return g.readPeak()
+}
+
+func (g *v2Group) setCPUCap(mb int) error {
+	if !g.d.enabled["cpu"] || mb <= 0 {
+		return nil
+	}
+	return writeFile(g.file("cpu.max"), itoa(cpuQuotaUs(mb))+" "+itoa(cfsPeriodUs))
 }
 
 func (g *v2Group) close() {

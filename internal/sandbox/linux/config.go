@@ -20,7 +20,8 @@ type Config struct {
 	// CgroupParent is the cgroup path, relative to each hierarchy's root,
 	// under which sandbox groups are made ("kiln" → /sys/fs/cgroup/kiln/<id>
 	// on v2, /sys/fs/cgroup/memory/kiln/<id> on v1). Everything below it
-	// belongs to this backend: Cleanup removes it. Default "kiln".
+	// belongs to this backend, and one parent serves one Backend at a time:
+	// Cleanup removes what it finds there. Default "kiln".
 	CgroupParent string
 	// Logger receives warnings and debug events; default slog.Default().
 	Logger *slog.Logger

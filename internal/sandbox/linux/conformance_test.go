@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kiln-dev/kiln/internal/sandbox"
 	"github.com/kiln-dev/kiln/internal/sandbox/sandboxtest"
 )
@@ -51,13 +53,19 @@ func newHostBackend(t testing.TB, cfg Config) *Backend {
 	return b
 }
 
+// closeAndRemove closes b and checks that the test's cgroup parent went
+// with it (New made it, so Close removes it).
 func closeAndRemove(t testing.TB, b *Backend) {
 	if err := b.Close(); err != nil {
 		t.Error(err)
 	}
-	if b.drv != nil {
-		if err := b.drv.removeParent(); err != nil {
-			t.Errorf("remove test cgroup parent: %v", err)
+	if b.drv == nil {
+		return
+	}
+	for _, dir := range b.drv.parentDirs() {
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("cgroup parent %s survives Close", dir)
+			_ = unix.Rmdir(dir)
 		}
 	}
 }

@@ -51,6 +51,9 @@ type box struct {
 
 	delMu sync.Mutex // serialises Delete
 
+	capOnce sync.Once // EndInit applies the CPU cap once
+	capErr  error
+
 	mu     sync.Mutex // guards the fields below; held for all of Start
 	state  boxState
 	pid    int
@@ -61,7 +64,11 @@ type box struct {
 	reaped bool       // guarded by killMu
 }
 
-var _ sandbox.Sandbox = (*box)(nil)
+var (
+	_ sandbox.Sandbox          = (*box)(nil)
+	_ sandbox.PeakMemoryReader = (*box)(nil)
+	_ sandbox.InitBooster      = (*box)(nil)
+)
 var _ sandbox.HostPathsReporter = (*box)(nil)
 
 func (x *box) ID() string { return x.spec.ID }
@@ -416,6 +423,31 @@ func (x *box) Stats(ctx context.Context) (sandbox.Stats, error) {
 		return sandbox.Stats{MaxMemoryBytes: hwm * 1024, MemoryBytes: rss * 1024}, nil
 	}
 	return sandbox.Stats{}, nil
+}
+
+// PeakMemory implements sandbox.PeakMemoryReader.
+func (x *box) PeakMemory(ctx context.Context) (uint64, error) {
+	if x.grp == nil {
+		st, err := x.Stats(ctx)
+		return st.MaxMemoryBytes, err
+	}
+	v, err := x.grp.peakMemory()
+	if err != nil {
+		return 0, fmt.Errorf("sandbox %s: %w", x.spec.ID, err)
+	}
+	return v, nil
+}
+
+// EndInit implements sandbox.InitBooster.
+func (x *box) EndInit(ctx context.Context) error {
+	if x.grp == nil || !x.spec.InitCPUBoost || x.b.cfg.NoCPUQuota {
+		return nil
+	}
+	x.capOnce.Do(func() { x.capErr = x.grp.setCPUCap(x.spec.CPUWeightMB) })
+	if x.capErr != nil {
+		return fmt.Errorf("sandbox %s: cpu cap: %w", x.spec.ID, x.capErr)
+	}
+	return nil
 }
 
 // ResetPeak implements sandbox.Sandbox.
