@@ -146,7 +146,8 @@ func cpuTime() time.Duration {
 // and back — with a 1 KB payload, next to a plain loopback round trip.
 func BenchmarkWarmInvoke(b *testing.B) {
 	srv, c, creds := startKiln(b)
-	codeDir := filepath.Dir(buildGoFunction(b, b.TempDir()))
+	boot := buildGoFunction(b, b.TempDir())
+	codeDir := filepath.Dir(boot)
 	deploy(b, c, "echo", "provided.al2023", "bootstrap", codeDir)
 	endpoint := "http://" + srv.Addr()
 	mk := signedInvoke(b, endpoint, "echo", creds)
@@ -186,6 +187,11 @@ func BenchmarkWarmInvoke(b *testing.B) {
 	}
 	b.StopTimer()
 	report(b, "warm invoke (sequential)", d, baseD)
+	bare := bareRuntimeRoundTrips(b, boot, n)
+	fmt.Printf("%-28s p50 %9.1f µs  p99 %9.1f µs | Kiln's full path is %.2fx this at p50 and adds %.1f µs\n",
+		"bare runtime round trip", us(bare.pct(0.5)), us(bare.pct(0.99)),
+		float64(d.pct(0.5))/float64(bare.pct(0.5)), us(d.pct(0.5)-bare.pct(0.5)))
+	b.ReportMetric(us(bare.pct(0.5)), "bare-runtime-p50-µs")
 
 	// Throughput: several clients at once for a fixed time; the figure per
 	// CPU-second counts everything this process spends (client, frontend,
