@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kiln-dev/kiln/internal/awsapi"
 	"github.com/kiln-dev/kiln/internal/controlplane"
@@ -239,76 +240,33 @@ func (f *Frontend) invoke(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return
 	}
 
-	res, err := f.cfg.Functions.Resolve(ctx, account, ref, queryValue(r, "Qualifier"), rand.Float64())
-	if err != nil {
-		awsapi.WriteError(w, f.log, reqID, err)
-		return
-	}
-	v := res.Version
 	if invType == "DryRun" {
+		res, err := f.cfg.Functions.Resolve(ctx, account, ref, queryValue(r, "Qualifier"), rand.Float64())
+		if err != nil {
+			awsapi.WriteError(w, f.log, reqID, err)
+			return
+		}
 		awsapi.SetCommonHeaders(w, reqID)
 		w.Header()["X-Amz-Executed-Version"] = []string{res.ExecutedVersion}
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-
-	tok, err := f.cfg.Counting.Acquire(ctx, counting.Request{AccountID: account, Function: v.FunctionName, Reserved: -1})
+	out, err := f.Invoke(ctx, &InvokeInput{
+		RequestID:     reqID,
+		AccountID:     account,
+		FunctionRef:   ref,
+		Qualifier:     queryValue(r, "Qualifier"),
+		Payload:       body,
+		ClientContext: clientContext,
+		Tail:          logType == "Tail",
+	})
 	if err != nil {
 		awsapi.WriteError(w, f.log, reqID, err)
 		return
 	}
-	defer f.cfg.Counting.Release(tok)
-
-	// The client hanging up must not abandon a running invoke: Lambda runs
-	// it to completion and the sandbox stays consistent.
-	ictx := context.WithoutCancel(ctx)
-	spec := worker.FunctionSpec{
-		Key:             v.Key(),
-		AccountID:       account,
-		FunctionName:    v.FunctionName,
-		FunctionVersion: v.Version,
-		Runtime:         v.Runtime,
-		Handler:         v.Handler,
-		MemoryMB:        v.MemorySize,
-		TimeoutSec:      v.Timeout,
-		EphemeralMB:     v.EphemeralStorage,
-		Env:             v.Environment,
-		CodeSha256Hex:   v.CodeSha256Hex,
-	}
-	req := &worker.InvokeRequest{
-		RequestID:     reqID,
-		Payload:       body,
-		InvokedArn:    res.InvokedArn,
-		ClientContext: clientContext,
-		Tail:          logType == "Tail",
-	}
-	var (
-		lease *workermgr.Lease
-		out   *worker.InvokeResponse
-	)
-	// A sandbox whose runtime died before it took the event (it exited after
-	// its previous invoke) did not run the function: run it in another one.
-	for attempt := 0; ; attempt++ {
-		lease, err = f.cfg.Sandboxes.Reserve(ictx, spec)
-		if err != nil {
-			awsapi.WriteError(w, f.log, reqID, err)
-			return
-		}
-		out, err = lease.Invoke(ictx, req)
-		if err == nil {
-			break
-		}
-		lease.Release(false)
-		if !errors.Is(err, worker.ErrSandboxGone) || attempt == 2 {
-			awsapi.WriteError(w, f.log, reqID, err)
-			return
-		}
-	}
-	lease.Release(!out.Retire)
-
 	hdr := w.Header()
 	awsapi.SetCommonHeaders(w, reqID)
-	hdr["X-Amz-Executed-Version"] = []string{res.ExecutedVersion}
+	hdr["X-Amz-Executed-Version"] = []string{out.ExecutedVersion}
 	ct := out.ContentType
 	if ct == "" {
 		ct = "application/json"
@@ -323,10 +281,106 @@ func (f *Frontend) invoke(ctx context.Context, w http.ResponseWriter, r *http.Re
 	hdr["Content-Length"] = []string{strconv.Itoa(len(out.Payload))}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(out.Payload)
+}
+
+// InvokeInput is one synchronous invocation, already parsed and validated
+// at the edge (HTTP here; a poller for async events and event sources).
+type InvokeInput struct {
+	RequestID     string
+	AccountID     string
+	FunctionRef   string // name, name:qualifier, or ARN
+	Qualifier     string
+	Payload       []byte
+	ClientContext string // decoded JSON
+	Tail          bool
+}
+
+// InvokeOutput is what the function returned. A function error is an
+// output with FunctionError set, not a Go error.
+type InvokeOutput struct {
+	ExecutedVersion string
+	Payload         []byte
+	ContentType     string
+	FunctionError   string
+	ErrorType       string
+	LogTail         []byte
+	Cold            bool
+	Duration        time.Duration
+}
+
+// Invoke runs one synchronous invocation: resolve the version, admit it
+// with counting, reserve a sandbox, run, release. Errors are API errors
+// (not found, throttled, …); the function's own failures are in the output.
+func (f *Frontend) Invoke(ctx context.Context, in *InvokeInput) (*InvokeOutput, error) {
+	res, err := f.cfg.Functions.Resolve(ctx, in.AccountID, in.FunctionRef, in.Qualifier, rand.Float64())
+	if err != nil {
+		return nil, err
+	}
+	v := res.Version
+	tok, err := f.cfg.Counting.Acquire(ctx, counting.Request{AccountID: in.AccountID, Function: v.FunctionName, Reserved: -1})
+	if err != nil {
+		return nil, err
+	}
+	defer f.cfg.Counting.Release(tok)
+
+	// The client hanging up must not abandon a running invoke: Lambda runs
+	// it to completion and the sandbox stays consistent.
+	ictx := context.WithoutCancel(ctx)
+	spec := worker.FunctionSpec{
+		Key:             v.Key(),
+		AccountID:       in.AccountID,
+		FunctionName:    v.FunctionName,
+		FunctionVersion: v.Version,
+		Runtime:         v.Runtime,
+		Handler:         v.Handler,
+		MemoryMB:        v.MemorySize,
+		TimeoutSec:      v.Timeout,
+		EphemeralMB:     v.EphemeralStorage,
+		Env:             v.Environment,
+		CodeSha256Hex:   v.CodeSha256Hex,
+	}
+	req := &worker.InvokeRequest{
+		RequestID:     in.RequestID,
+		Payload:       in.Payload,
+		InvokedArn:    res.InvokedArn,
+		ClientContext: in.ClientContext,
+		Tail:          in.Tail,
+	}
+	var (
+		lease *workermgr.Lease
+		out   *worker.InvokeResponse
+	)
+	// A sandbox whose runtime died before it took the event (it exited after
+	// its previous invoke) did not run the function: run it in another one.
+	for attempt := 0; ; attempt++ {
+		lease, err = f.cfg.Sandboxes.Reserve(ictx, spec)
+		if err != nil {
+			return nil, err
+		}
+		out, err = lease.Invoke(ictx, req)
+		if err == nil {
+			break
+		}
+		lease.Release(false)
+		if !errors.Is(err, worker.ErrSandboxGone) || attempt == 2 {
+			return nil, err
+		}
+	}
+	lease.Release(!out.Retire)
 	if f.log.Enabled(ctx, slog.LevelDebug) {
-		f.log.Debug("invoke", "request_id", reqID, "function", v.FunctionName, "version", v.Version,
+		f.log.Debug("invoke", "request_id", in.RequestID, "function", v.FunctionName, "version", v.Version,
 			"duration", out.Duration, "cold", lease.Cold, "error", out.ErrorType)
 	}
+	return &InvokeOutput{
+		ExecutedVersion: res.ExecutedVersion,
+		Payload:         out.Payload,
+		ContentType:     out.ContentType,
+		FunctionError:   out.FunctionError,
+		ErrorType:       out.ErrorType,
+		LogTail:         out.LogTail,
+		Cold:            lease.Cold,
+		Duration:        out.Duration,
+	}, nil
 }
 
 func headerValue(h http.Header, canonicalKey string) string {
