@@ -99,9 +99,7 @@ func isRegion(s string) bool {
 		return false
 	}
 	s = s[3:]
-	if strings.HasPrefix(s, "gov-") {
-		s = s[4:]
-	}
+	s = strings.TrimPrefix(s, "gov-")
 	j := 0
 	for j < len(s) && isLower(s[j]) {
 		j++

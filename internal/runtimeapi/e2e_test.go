@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -166,9 +165,9 @@ func ctxInvocation(id string) *Invocation {
 
 func buildGoFunction(t *testing.T) string {
 	t.Helper()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		if goBin, err = exec.LookPath("go"); err != nil {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		if goBin, err = exec.LookPath("/usr/local/go/bin/go"); err != nil {
 			t.Skip("go toolchain not available")
 		}
 	}

@@ -63,7 +63,9 @@ func Names() []string {
 // ErrNoBootstrap is returned by Command for a provided runtime whose code has
 // no bootstrap. Its message is Lambda's Runtime.InvalidEntrypoint text, so the
 // worker can show it as is.
-var ErrNoBootstrap = errors.New("Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]") //nolint:staticcheck // Lambda's exact text
+//
+//lint:ignore ST1005 Lambda's exact text, capital letter included.
+var ErrNoBootstrap = errors.New("Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]")
 
 // Paths of the installed bootstraps, relative to the runtime dir.
 const (
