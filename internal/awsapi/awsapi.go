@@ -125,6 +125,17 @@ func ReadBody(r *http.Request, limit int64, tooLarge error) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, tooLarge
 	}
+	if r.ContentLength >= 0 && r.ContentLength <= 1<<20 {
+		// The usual case: one allocation of the exact size, where ReadAll
+		// would grow a buffer from 512 bytes. Larger bodies grow as their
+		// bytes arrive, so a client cannot make Kiln reserve 70 MB up front
+		// by declaring it in a header it has not signed yet.
+		b := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			return nil, errdefs.InvalidRequestContent("Could not read request body.")
+		}
+		return b, nil
+	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return nil, errdefs.InvalidRequestContent("Could not read request body.")

@@ -81,3 +81,36 @@ func FuzzSegments(f *testing.F) {
 		}
 	})
 }
+
+func TestReadBody(t *testing.T) {
+	tooLarge := errdefs.RequestTooLarge("too large")
+	tests := []struct {
+		name    string
+		body    string
+		length  int64 // -1: chunked (unknown)
+		limit   int64
+		wantErr error
+	}{
+		{"exact", "hello", 5, 10, nil},
+		{"chunked", "hello", -1, 10, nil},
+		{"declared too large", "hello", 50, 10, tooLarge},
+		{"chunked too large", strings.Repeat("x", 11), -1, 10, tooLarge},
+		{"short body", "hel", 5, 10, errdefs.ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/", strings.NewReader(tt.body))
+			r.ContentLength = tt.length
+			b, err := ReadBody(r, tt.limit, tooLarge)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || string(b) != tt.body {
+				t.Fatalf("ReadBody = %q, %v", b, err)
+			}
+		})
+	}
+}
