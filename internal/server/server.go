@@ -178,8 +178,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.http = &http.Server{
 		Handler:           fe,
 		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       5 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		// Bounds a slow upload (a 70 MB CreateFunction body); never a
+		// WriteTimeout, which would cut a 15-minute invoke short.
+		ReadTimeout: 5 * time.Minute,
+		IdleTimeout: 5 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	go func() { s.served <- s.http.Serve(s.listener) }()
 
