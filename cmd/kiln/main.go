@@ -9,9 +9,14 @@ import (
 	"syscall"
 
 	"github.com/kiln-dev/kiln/internal/cli"
+	"github.com/kiln-dev/kiln/internal/sandbox/linux/nsinit"
 )
 
 func main() {
+	// An isolated sandbox's init is this binary re-executed (nsinit).
+	if nsinit.IsInit() {
+		nsinit.Main()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) > 1 && os.Args[1] == "server" {

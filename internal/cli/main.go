@@ -46,6 +46,7 @@ func verbs() []verb {
 		{"ls", "list functions", runLs},
 		{"rm", "delete a function (or one version)", runRm},
 		{"logs", "print a function's recent log lines", runLogs},
+		{"queue", "manage Kiln queues (create, ls, rm, send, receive)", runQueue},
 		{"account", "manage accounts (account create)", runAccount},
 		{"version", "print the kiln version", runVersion},
 	}

@@ -109,6 +109,20 @@ func (s *Service) buildRoutes() map[routeKey]routeEntry {
 		{"POST", "kiln/accounts"}:                    {"KilnCreateAccount", s.kilnCreateAccount},
 		{"GET", "kiln/accounts"}:                     {"KilnListAccounts", s.kilnListAccounts},
 		{"GET", "kiln/functions/{fn}/code"}:          {"KilnGetFunctionCode", s.kilnGetCode},
+		// eventinvoke.go
+		{"PUT", "eic"}:      {"PutFunctionEventInvokeConfig", s.putEventInvokeConfig},
+		{"POST", "eic"}:     {"UpdateFunctionEventInvokeConfig", s.putEventInvokeConfig},
+		{"GET", "eic"}:      {"GetFunctionEventInvokeConfig", s.getEventInvokeConfig},
+		{"DELETE", "eic"}:   {"DeleteFunctionEventInvokeConfig", s.deleteEventInvokeConfig},
+		{"GET", "eic/list"}: {"ListFunctionEventInvokeConfigs", s.listEventInvokeConfigs},
+		// Concurrency (concurrency.go): the path dates differ per operation.
+		{"PUT", "2017-10-31/functions/{fn}/concurrency"}:                {"PutFunctionConcurrency", s.putFunctionConcurrency},
+		{"GET", "2019-09-30/functions/{fn}/concurrency"}:                {"GetFunctionConcurrency", s.getFunctionConcurrency},
+		{"DELETE", "2017-10-31/functions/{fn}/concurrency"}:             {"DeleteFunctionConcurrency", s.deleteFunctionConcurrency},
+		{"PUT", "2019-09-30/functions/{fn}/provisioned-concurrency"}:    {"PutProvisionedConcurrencyConfig", s.putProvisionedConcurrency},
+		{"GET", "2019-09-30/functions/{fn}/provisioned-concurrency"}:    {"GetProvisionedConcurrencyConfig", s.getProvisionedConcurrency},
+		{"DELETE", "2019-09-30/functions/{fn}/provisioned-concurrency"}: {"DeleteProvisionedConcurrencyConfig", s.deleteProvisionedConcurrency},
+		{"PUT", "kiln/accounts/{id}/concurrency"}:                       {"KilnSetAccountConcurrency", s.kilnSetAccountConcurrency},
 	}
 }
 
@@ -132,6 +146,17 @@ func (s *Service) route(method string, p []string) (string, handlerFunc) {
 			if p[3] == "aliases" {
 				shape = "functions/{fn}/aliases/{alias}"
 			}
+		}
+	case len(p) == 4 && (p[0] == "2017-10-31" || p[0] == "2019-09-30") && p[1] == "functions":
+		shape = p[0] + "/functions/{fn}/" + p[3]
+	case len(p) == 5 && p[0] == "2026-01-01" && p[1] == "kiln" && p[2] == "accounts":
+		shape = "kiln/accounts/{id}/" + p[4]
+	case p[0] == "2019-09-25" && p[1] == "functions" && len(p) >= 4 && p[3] == "event-invoke-config":
+		switch {
+		case len(p) == 4:
+			shape = "eic"
+		case len(p) == 5 && p[4] == "list":
+			shape = "eic/list"
 		}
 	case len(p) == 2 && p[0] == "2016-08-19" && p[1] == "account-settings":
 		shape = "account-settings"
@@ -399,6 +424,7 @@ func (s *Service) getFunction(c *call) (int, any, error) {
 	if len(fn.Tags) > 0 {
 		out.Tags = fn.Tags
 	}
+	out.Concurrency = s.concurrencyOf(c.account, fn.Name)
 	return http.StatusOK, out, nil
 }
 
@@ -647,6 +673,9 @@ func (s *Service) deleteFunction(c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	s.releaseCode(res.released)
+	if t.qualifier == "" {
+		s.functionDeleted(c.ctx, c.account, t.name)
+	}
 	s.log.Info("function deleted", "account", c.account, "function", t.name, "qualifier", t.qualifier)
 	return http.StatusNoContent, nil, nil
 }
@@ -926,15 +955,16 @@ func hasWeight(a *aliasState, v string) bool {
 // ---- account ----
 
 func (s *Service) getAccountSettings(c *call) (int, any, error) {
+	limit, unreserved := s.accountConcurrency(c.account)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return http.StatusOK, accountSettingsOutput{
 		AccountLimit: accountLimit{
 			CodeSizeUnzipped:               CodeSizeUnzipped,
 			CodeSizeZipped:                 CodeSizeZipped,
-			ConcurrentExecutions:           ConcurrentExecs,
+			ConcurrentExecutions:           limit,
 			TotalCodeSize:                  TotalCodeSize,
-			UnreservedConcurrentExecutions: ConcurrentExecs,
+			UnreservedConcurrentExecutions: unreserved,
 		},
 		AccountUsage: accountUsage{
 			FunctionCount: int64(len(s.st.Functions[c.account])),

@@ -99,6 +99,9 @@ type Service struct {
 
 	handler http.Handler
 	routes  map[routeKey]routeEntry
+	conc    Concurrency       // counting's limits (concurrency.go); nil until set
+	prov    Provisioning      // provisioned concurrency (provisioned.go); nil until set
+	eic     *eventInvokeStore // FunctionEventInvokeConfig (eventinvoke.go)
 }
 
 // New builds the service and registers its state on cfg.Node, which must
@@ -139,6 +142,8 @@ func New(cfg Config) (*Service, error) {
 	s.routes = s.buildRoutes()
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	cfg.Node.Register(PartName, part{s})
+	s.eic = newEventInvokeStore(s)
+	cfg.Node.Register(EventInvokePartName, s.eic)
 	return s, nil
 }
 

@@ -58,6 +58,7 @@ type getFunctionOutput struct {
 	Configuration functionConfiguration `json:"Configuration"`
 	Code          functionCodeLocation  `json:"Code"`
 	Tags          map[string]string     `json:"Tags,omitempty"`
+	Concurrency   *functionConcurrency  `json:"Concurrency,omitempty"`
 }
 
 type functionCodeLocation struct {

@@ -2,7 +2,10 @@ package counting
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/kiln-dev/kiln/internal/errdefs"
 )
@@ -10,97 +13,343 @@ import (
 // DefaultAccountLimit is Lambda's default concurrent-executions quota.
 const DefaultAccountLimit = 1000
 
+// Lambda's throttle reasons for concurrency.
+const (
+	ReasonAccount  = "ConcurrentInvocationLimitExceeded"
+	ReasonReserved = "ReservedFunctionConcurrentInvocationLimitExceeded"
+)
+
 // Request asks for one concurrency slot.
 type Request struct {
 	AccountID string
 	// Function identifies the function within the account (its name).
 	Function string
-	// Reserved is the function's reserved concurrency, or -1 when it has none.
+	// Reserved is the function's reserved concurrency, NoReservation, or
+	// FromState to read it from the replicated state.
 	Reserved int
 }
 
 // Token is one admitted slot; give it back with Release.
 type Token struct {
-	acct     *account
-	function string
-	reserved bool
+	p *localPool
 }
 
-// Counter admits invokes against account and function limits.
+// Config configures a Counter.
+type Config struct {
+	Store *Store
+	// Holder names this frontend's lease; unique per running frontend.
+	Holder string
+	// LeaseTTL is how long a lease lasts unless renewed (0 → 10 s). A dead
+	// frontend's tokens return to the pool this long after its last renewal.
+	LeaseTTL time.Duration
+	// Block is how many tokens beyond those in use a busy frontend keeps
+	// leased (0 → 8): larger means fewer Raft commands, smaller means fewer
+	// tokens idle in one frontend while another throttles.
+	Block int
+	// ClockSkew is subtracted from the lease on the holder's side so it
+	// stops admitting before any replica can reclaim its tokens (0 → TTL/10).
+	ClockSkew time.Duration
+	Logger    *slog.Logger
+}
+
+// Counter admits invokes for one frontend. Admission is local (a mutex and
+// two integers) against tokens leased in blocks from the replicated State;
+// only a frontend that has run out of leased tokens waits for one Raft
+// command, and a pool found exhausted throttles at once until a token comes
+// back.
 type Counter struct {
-	mu       sync.Mutex
-	limit    func(accountID string) int
-	accounts map[string]*account
+	cfg Config
+	st  *Store
+	log *slog.Logger
+
+	mu         sync.Mutex
+	pools      map[pool]*localPool
+	validUntil time.Time // the lease, on this holder's clock (monotonic)
+
+	leaseMu sync.Mutex // one lease command at a time, so caps stay consistent
+	nudge   chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
 }
 
-type account struct {
-	inFlight   int // invokes drawing on the unreserved pool
-	byFunction map[string]int
+type localPool struct {
+	c        *Counter
+	key      pool
+	reserved bool
+	granted  int // confirmed by the state
+	// shrinkTo caps admission while a lease command asking for less is in
+	// flight (-1: none), so the holder never uses more than it will keep.
+	shrinkTo  int
+	inUse     int
+	lastUsed  time.Time // last admission; idle pools give their spare tokens back
+	exhausted time.Time // the state had nothing more to give; no retry until then
 }
 
-// New returns a Counter; limit gives each account's concurrency limit
-// (nil → DefaultAccountLimit).
-func New(limit func(accountID string) int) *Counter {
-	if limit == nil {
-		limit = func(string) int { return DefaultAccountLimit }
+func (p *localPool) usable() int {
+	if p.shrinkTo >= 0 && p.shrinkTo < p.granted {
+		return p.shrinkTo
 	}
-	return &Counter{limit: limit, accounts: make(map[string]*account)}
+	return p.granted
+}
+
+// exhaustedBackoff is how long a pool the state could not grow stays marked
+// exhausted: throttles under overload are then decided locally, not by a
+// Raft command each. A local Release clears the mark.
+const exhaustedBackoff = 100 * time.Millisecond
+
+// NewCounter starts a Counter; Close stops its renewal loop and hands its
+// tokens back.
+func NewCounter(cfg Config) *Counter {
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 10 * time.Second
+	}
+	if cfg.Block <= 0 {
+		cfg.Block = 8
+	}
+	if cfg.ClockSkew <= 0 {
+		cfg.ClockSkew = cfg.LeaseTTL / 10
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Counter{
+		cfg: cfg, st: cfg.Store, log: log.With("holder", cfg.Holder),
+		pools: map[pool]*localPool{},
+		nudge: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	go c.loop()
+	return c
 }
 
 // Acquire admits one invoke or returns a TooManyRequestsException with
-// Lambda's reason.
-func (c *Counter) Acquire(_ context.Context, r Request) (Token, error) {
+// Lambda's reason. It never waits for a slot to free up.
+func (c *Counter) Acquire(ctx context.Context, r Request) (Token, error) {
+	reserved := r.Reserved
+	if reserved == FromState {
+		reserved = c.st.Reserved(r.AccountID, r.Function)
+	}
+	if reserved == 0 {
+		return Token{}, throttle(true)
+	}
+	key := pool{Account: r.AccountID}
+	if reserved > 0 {
+		key.Function = r.Function
+	}
+	if t, ok, _ := c.tryLocal(key, reserved); ok {
+		return t, nil
+	}
+	return c.acquireSlow(ctx, key, reserved)
+}
+
+// tryLocal admits against leased tokens; retry says a lease command could help.
+// A reserved pool is also capped by the reservation itself, so lowering it
+// takes effect at once on this frontend, before the next renewal.
+func (c *Counter) tryLocal(key pool, reserved int) (t Token, ok, retry bool) {
+	now := time.Now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	a := c.accounts[r.AccountID]
-	if a == nil {
-		a = &account{byFunction: make(map[string]int)}
-		c.accounts[r.AccountID] = a
+	p := c.pools[key]
+	if p == nil {
+		p = &localPool{c: c, key: key, reserved: reserved > 0, shrinkTo: -1}
+		c.pools[key] = p
 	}
-	n := a.byFunction[r.Function]
-	if r.Reserved >= 0 {
-		if n >= r.Reserved {
-			return Token{}, errdefs.Throttled("ReservedFunctionConcurrentInvocationLimitExceeded", 1, "Rate Exceeded.")
+	limit := p.usable()
+	if reserved > 0 && reserved < limit {
+		limit = reserved
+	}
+	if now.Before(c.validUntil) && p.inUse < limit {
+		p.inUse++
+		p.lastUsed = now
+		low := p.usable()-p.inUse < (c.cfg.Block+1)/2
+		c.mu.Unlock()
+		if low {
+			c.poke()
 		}
-		a.byFunction[r.Function] = n + 1
-		return Token{acct: a, function: r.Function, reserved: true}, nil
+		return Token{p: p}, true, false
 	}
-	if a.inFlight >= c.limit(r.AccountID) {
-		return Token{}, errdefs.Throttled("ConcurrentInvocationLimitExceeded", 1, "Rate Exceeded.")
+	retry = !now.Before(c.validUntil) || now.After(p.exhausted)
+	c.mu.Unlock()
+	return Token{}, false, retry
+}
+
+func (c *Counter) acquireSlow(ctx context.Context, key pool, reserved int) (Token, error) {
+	c.leaseMu.Lock()
+	// Another caller may have grown the pool while this one waited.
+	t, ok, retry := c.tryLocal(key, reserved)
+	if ok {
+		c.leaseMu.Unlock()
+		return t, nil
 	}
-	a.inFlight++
-	a.byFunction[r.Function] = n + 1
-	return Token{acct: a, function: r.Function}, nil
+	if !retry {
+		c.leaseMu.Unlock()
+		return Token{}, throttle(reserved > 0)
+	}
+	err := c.renewLocked(ctx, key)
+	c.leaseMu.Unlock()
+	if err != nil {
+		c.log.Warn("counting: lease failed", "err", err)
+		return Token{}, errdefs.ServiceUnavailable("The concurrency service is unavailable; retry the request.")
+	}
+	if t, ok, _ := c.tryLocal(key, reserved); ok {
+		return t, nil
+	}
+	return Token{}, throttle(reserved > 0)
+}
+
+func throttle(reserved bool) error {
+	if reserved {
+		return errdefs.Throttled(ReasonReserved, 1, "Rate Exceeded.")
+	}
+	return errdefs.Throttled(ReasonAccount, 1, "Rate Exceeded.")
 }
 
 // Release returns a slot.
 func (c *Counter) Release(t Token) {
-	if t.acct == nil {
+	p := t.p
+	if p == nil {
 		return
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n := t.acct.byFunction[t.function]; n <= 1 {
-		delete(t.acct.byFunction, t.function)
-	} else {
-		t.acct.byFunction[t.function] = n - 1
-	}
-	if !t.reserved {
-		t.acct.inFlight--
+	p.inUse--
+	p.exhausted = time.Time{}
+	c.mu.Unlock()
+}
+
+func (c *Counter) poke() {
+	select {
+	case c.nudge <- struct{}{}:
+	default:
 	}
 }
 
-// InFlight reports an account's current concurrency.
+// renewLocked sends one lease command for every pool this holder knows:
+// busy pools ask for their use plus a block, idle ones shrink to their use,
+// and grow (if set) must get at least one more token than it has in use.
+// The caller holds leaseMu.
+func (c *Counter) renewLocked(ctx context.Context, grow pool) error {
+	now := time.Now()
+	idle := c.cfg.LeaseTTL / 3
+	c.mu.Lock()
+	want := make([]grantEntry, 0, len(c.pools))
+	for k, p := range c.pools {
+		n := p.inUse
+		if k == grow {
+			// The caller is about to admit here; a concurrent renewal must
+			// not take the new tokens back as idle.
+			p.lastUsed = now
+		}
+		if now.Sub(p.lastUsed) < idle {
+			n += c.cfg.Block
+		}
+		if n == p.granted && p.shrinkTo < 0 && k != grow {
+			continue
+		}
+		if n < p.granted {
+			p.shrinkTo = n
+		}
+		want = append(want, grantEntry{Pool: k, N: n})
+	}
+	hasGrants := false
+	for _, p := range c.pools {
+		if p.granted > 0 {
+			hasGrants = true
+		}
+	}
+	if len(want) == 0 && !hasGrants {
+		for k, p := range c.pools {
+			if p.inUse == 0 && k != grow {
+				delete(c.pools, k)
+			}
+		}
+		c.mu.Unlock()
+		return nil
+	}
+	c.mu.Unlock()
+	sent := now
+	res, err := c.st.lease(ctx, c.cfg.Holder, c.cfg.LeaseTTL, sent, want)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range want {
+		if p := c.pools[w.Pool]; p != nil {
+			p.shrinkTo = -1
+		}
+	}
+	if err != nil {
+		return err
+	}
+	c.validUntil = sent.Add(c.cfg.LeaseTTL - c.cfg.ClockSkew)
+	for k, p := range c.pools {
+		p.granted = res.Grants[k]
+		if k == grow && p.granted <= p.inUse {
+			p.exhausted = sent.Add(exhaustedBackoff)
+		}
+		if p.granted == 0 && p.inUse == 0 && k != grow {
+			delete(c.pools, k)
+		}
+	}
+	return nil
+}
+
+// loop renews the lease every TTL/3 and when a pool runs low.
+func (c *Counter) loop() {
+	defer close(c.done)
+	tick := time.NewTicker(c.cfg.LeaseTTL / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-tick.C:
+		case <-c.nudge:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.LeaseTTL/3)
+		c.leaseMu.Lock()
+		err := c.renewLocked(ctx, pool{})
+		c.leaseMu.Unlock()
+		cancel()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			c.log.Warn("counting: lease renewal failed", "err", err)
+		}
+	}
+}
+
+// Close stops renewing and returns every unused token to the state. Tokens
+// still in use are returned when the lease expires.
+func (c *Counter) Close(ctx context.Context) error {
+	select {
+	case <-c.stop:
+		return nil
+	default:
+	}
+	close(c.stop)
+	<-c.done
+	c.leaseMu.Lock()
+	defer c.leaseMu.Unlock()
+	c.mu.Lock()
+	var want []grantEntry
+	for k, p := range c.pools {
+		if p.granted > 0 {
+			want = append(want, grantEntry{Pool: k, N: p.inUse})
+			p.shrinkTo = p.inUse
+		}
+	}
+	c.mu.Unlock()
+	if len(want) == 0 {
+		return nil
+	}
+	_, err := c.st.lease(ctx, c.cfg.Holder, c.cfg.LeaseTTL, time.Now(), want)
+	return err
+}
+
+// InFlight reports this frontend's admitted invokes for an account.
 func (c *Counter) InFlight(accountID string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	a := c.accounts[accountID]
-	if a == nil {
-		return 0
-	}
 	n := 0
-	for _, v := range a.byFunction {
-		n += v
+	for k, p := range c.pools {
+		if k.Account == accountID {
+			n += p.inUse
+		}
 	}
 	return n
 }

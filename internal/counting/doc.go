@@ -1,11 +1,24 @@
 // Package counting holds the view of in-flight concurrency per account and
-// per function and decides admission: the account limit, reserved
-// concurrency and (later) the scaling rate. A throttle is decided at once;
-// counting never queues an invoke waiting for a slot.
+// per function and decides admission: the account limit and reserved
+// concurrency. A throttle is decided at once; counting never queues an
+// invoke waiting for a slot.
 //
-// It owns: the in-flight counters. Today they live in this process; the
-// counting issue moves the limits onto Raft and hands frontends leased
-// blocks of tokens so the invoke path never waits on consensus.
+// It owns: the replicated counting state (State, a consensus part named
+// "counting": account limits, reservations and token leases) and the
+// per-frontend admission (Counter).
 //
-// It must never: block an invoke on I/O, or admit more than a limit allows.
+// How the invoke path avoids Raft: each frontend's Counter leases blocks of
+// tokens per pool (an account's unreserved pool, or one function's
+// reservation) with a TTL, and admits locally against them. The state never
+// grants more than a pool holds, so in-flight ≤ reservation and ≤ account
+// limit across every frontend. A Counter renews every TTL/3, grows a pool
+// that runs low in the background, and gives idle tokens back; a frontend
+// that dies stops renewing, and its tokens return to the pool when any later
+// command finds the lease expired. Lease times come from the proposer's
+// clock inside the command, and the holder stops admitting a ClockSkew
+// margin before its lease ends, so the safety argument needs clocks to agree
+// within that margin.
+//
+// It must never: block an invoke on I/O when leased tokens are at hand,
+// or admit more than a limit allows.
 package counting

@@ -66,6 +66,8 @@ type Config struct {
 	Sandboxes  Sandboxes
 	Logs       LogReader
 	Management http.Handler // the control plane's API
+	Async      EventQueue   // nil: Event invokes are refused
+	AsyncAPI   http.Handler // Kiln queue and async metrics routes; nil: none
 	Logger     *slog.Logger
 }
 
@@ -91,6 +93,7 @@ const (
 	routeInvoke
 	routeInvokeAsync
 	routeLogs
+	routeAsyncAPI
 )
 
 // classify picks the route from the raw path without allocating.
@@ -107,6 +110,9 @@ func classify(method, path string) (route, string) {
 		if name, ok := between(path, "/2026-01-01/kiln/functions/", "/logs"); ok {
 			return routeLogs, name
 		}
+	}
+	if isAsyncAPI(path) {
+		return routeAsyncAPI, ""
 	}
 	return routeManagement, ""
 }
@@ -148,7 +154,21 @@ func (f *Frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case routeInvoke:
 		f.invoke(ctx, w, r, reqID, id.AccountID, rawName, body)
 	case routeInvokeAsync:
-		awsapi.WriteError(w, f.log, reqID, errAsyncUnsupported)
+		if ref, err := unescapeSegment(rawName); err != nil {
+			awsapi.WriteError(w, f.log, reqID, err)
+		} else {
+			f.enqueue(ctx, w, r, reqID, id.AccountID, ref, body, "", true)
+		}
+	case routeAsyncAPI:
+		if f.cfg.AsyncAPI == nil {
+			awsapi.WriteError(w, f.log, reqID, errAsyncUnsupported)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		r = r.WithContext(ctx)
+		r.Header.Set("X-Amzn-Requestid", reqID)
+		f.cfg.AsyncAPI.ServeHTTP(w, r)
 	case routeLogs:
 		f.logs(ctx, w, r, reqID, id.AccountID, rawName)
 	default:
@@ -159,8 +179,6 @@ func (f *Frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.cfg.Management.ServeHTTP(w, r)
 	}
 }
-
-var errAsyncUnsupported = errdefs.InvalidParameter("InvocationType Event (asynchronous invocation) is not supported by this Kiln server yet; use RequestResponse.")
 
 func (f *Frontend) logs(ctx context.Context, w http.ResponseWriter, r *http.Request, reqID, account, rawName string) {
 	ref, err := unescapeSegment(rawName)
@@ -206,10 +224,7 @@ func (f *Frontend) invoke(ctx context.Context, w http.ResponseWriter, r *http.Re
 	h := r.Header
 	invType := headerValue(h, "X-Amz-Invocation-Type")
 	switch invType {
-	case "", "RequestResponse", "DryRun":
-	case "Event":
-		awsapi.WriteError(w, f.log, reqID, errAsyncUnsupported)
-		return
+	case "", "RequestResponse", "DryRun", "Event":
 	default:
 		awsapi.WriteError(w, f.log, reqID, errdefs.Validation(
 			"1 validation error detected: Value '%s' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]", invType))
@@ -240,6 +255,10 @@ func (f *Frontend) invoke(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return
 	}
 
+	if invType == "Event" {
+		f.enqueue(ctx, w, r, reqID, account, ref, body, clientContext, false)
+		return
+	}
 	if invType == "DryRun" {
 		res, err := f.cfg.Functions.Resolve(ctx, account, ref, queryValue(r, "Qualifier"), rand.Float64())
 		if err != nil {
@@ -317,7 +336,7 @@ func (f *Frontend) Invoke(ctx context.Context, in *InvokeInput) (*InvokeOutput, 
 		return nil, err
 	}
 	v := res.Version
-	tok, err := f.cfg.Counting.Acquire(ctx, counting.Request{AccountID: in.AccountID, Function: v.FunctionName, Reserved: -1})
+	tok, err := f.cfg.Counting.Acquire(ctx, counting.Request{AccountID: in.AccountID, Function: v.FunctionName, Reserved: counting.FromState})
 	if err != nil {
 		return nil, err
 	}

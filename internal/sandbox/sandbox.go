@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -73,6 +74,12 @@ type Spec struct {
 	// (switched to blocking mode; the caller still owns and closes it). When
 	// both are the same writer, one stream carries both, in order.
 	Stdout, Stderr io.Writer
+	// Mounts are host directories shown read-only inside the sandbox;
+	// only isolating backends (IsolationReporter) honour them.
+	Mounts []Mount
+	// TmpBytes is the size of /tmp in an isolating backend (0 → 512 MiB,
+	// Lambda's default ephemeral storage).
+	TmpBytes int64
 }
 
 // Validate checks the rules documented on Spec's fields. Errors wrap
@@ -116,7 +123,14 @@ func (s *Spec) Validate() error {
 			return bad("tmp dir %q must be a clean path below /", s.TmpDir)
 		}
 	}
-	if s.MemoryBytes < 0 || s.CPUWeightMB < 0 || s.PidsMax < 0 {
+	for _, m := range s.Mounts {
+		for _, p := range []string{m.Source, m.Target} {
+			if !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/" || strings.IndexByte(p, 0) >= 0 {
+				return bad("mount path %q must be a clean absolute path below /", p)
+			}
+		}
+	}
+	if s.MemoryBytes < 0 || s.CPUWeightMB < 0 || s.PidsMax < 0 || s.TmpBytes < 0 {
 		return bad("negative limit")
 	}
 	return nil
@@ -275,4 +289,34 @@ type PeakMemoryReader interface {
 type InitBooster interface {
 	// EndInit applies the CPU cap that InitCPUBoost held back. Idempotent.
 	EndInit(ctx context.Context) error
+}
+
+// Mount is a host directory an isolating backend shows, read-only, at a
+// path inside the sandbox.
+type Mount struct {
+	Source string // absolute host path
+	Target string // absolute path inside the sandbox, e.g. "/var/task"
+}
+
+// IsolationReporter is implemented by backends that run each sandbox in its
+// own root filesystem, namespaces and network. Their Specs are written in
+// in-sandbox terms: Argv, Env and Dir name paths inside the sandbox, host
+// directories reach it only through Spec.Mounts, /tmp is the backend's own
+// (Spec.TmpBytes; TmpDir is ignored) and the network is the sandbox's own.
+type IsolationReporter interface {
+	Isolated() bool
+}
+
+// IsIsolated reports whether b isolates its sandboxes (see IsolationReporter).
+func IsIsolated(b Backend) bool {
+	r, ok := b.(IsolationReporter)
+	return ok && r.Isolated()
+}
+
+// Listener is implemented by sandboxes with a network of their own: Listen
+// opens a TCP listener inside the sandbox's network, before Start, so the
+// worker can serve the Runtime API there without exposing the host. addr is
+// as seen from inside the sandbox, e.g. "127.0.0.1:9001".
+type Listener interface {
+	Listen(ctx context.Context, addr string) (net.Listener, error)
 }

@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kiln-dev/kiln/internal/async"
+	"github.com/kiln-dev/kiln/internal/awsapi"
 	"github.com/kiln-dev/kiln/internal/consensus"
 	"github.com/kiln-dev/kiln/internal/controlplane"
 	"github.com/kiln-dev/kiln/internal/counting"
@@ -38,9 +40,17 @@ type Config struct {
 	// UnsafeNoCgroups lets the worker run without cgroup limits (development
 	// on machines where Kiln is not root). Never in production.
 	UnsafeNoCgroups bool
-	Logger          *slog.Logger
+	// ScaleBurst new execution environments per ScaleWindow per function,
+	// refilled continuously (0 → Lambda's 1000 per 10 s).
+	ScaleBurst  int
+	ScaleWindow time.Duration
+	Async       AsyncConfig // async.go
+	Logger      *slog.Logger
 	// Out receives the start-up banner (how to use the credentials).
 	Out io.Writer
+	// Isolation runs every sandbox in namespaces on its own read-only root
+	// with seccomp and its own network (linux.Config.Isolation).
+	Isolation bool
 }
 
 // Server is a running `kiln server`.
@@ -49,6 +59,8 @@ type Server struct {
 	log      *slog.Logger
 	lock     *os.File
 	node     *consensus.Node
+	counts   *counting.Store
+	counter  *counting.Counter
 	cp       *controlplane.Service
 	worker   *worker.Worker
 	backend  *linux.Backend
@@ -56,6 +68,7 @@ type Server struct {
 	http     *http.Server
 	listener net.Listener
 	served   chan error
+	async    *async.Engine
 }
 
 // codeSource lets the in-process worker read code from the control plane's store.
@@ -111,6 +124,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: control plane: %w", err)
 	}
+	// Counting's limits and token leases share the Raft log (its own part).
+	s.counts = counting.NewStore(s.node)
+	s.node.Register(counting.PartName, s.counts.State)
+	s.cp.SetConcurrency(s.counts)
 	if err := s.node.Start(ctx); err != nil {
 		return nil, fmt.Errorf("server: consensus start: %w", err)
 	}
@@ -132,6 +149,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		CgroupParent:   "kiln-" + hex.EncodeToString(sum[:4]),
 		Logger:         log,
 		AllowNoCgroups: cfg.UnsafeNoCgroups,
+		Isolation:      cfg.Isolation,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: sandbox backend: %w (run as root, or pass --unsafe-no-cgroups for development)", err)
@@ -151,26 +169,42 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	scaler := counting.NewScaler(cfg.ScaleBurst, cfg.ScaleWindow)
 	s.wm, err = workermgr.New(workermgr.Config{
 		Workers:   []workermgr.Worker{s.worker},
 		Placement: placement.Default(placement.Static{s.worker}),
 		KeepAlive: cfg.KeepAlive,
-		Logger:    log,
+		ColdStartGate: func(spec worker.FunctionSpec) error {
+			return scaler.AllowNew(spec.AccountID, spec.FunctionName)
+		},
+		Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.cp.OnRetire(s.wm.Retire)
+	prov := &provisioning{store: s.counts, cp: s.cp, wm: s.wm, log: log}
+	s.cp.SetProvisioning(prov)
+	prov.restore(ctx)
 
+	// One frontend in this process: one lease holder. The holder id is new
+	// per start, so a crashed predecessor's lease simply expires.
+	s.counter = counting.NewCounter(counting.Config{Store: s.counts, Holder: "kiln-1/" + awsapi.RequestID(), Logger: log})
+	aref := &asyncRef{}
 	fe := frontend.New(frontend.Config{
+		Async:      aref,
+		AsyncAPI:   aref,
 		Auth:       sigv4.NewVerifier(cfg.Region, "lambda", s.cp, nil),
 		Functions:  s.cp,
-		Counting:   counting.New(nil),
+		Counting:   s.counter,
 		Sandboxes:  s.wm,
 		Logs:       logs,
 		Management: s.cp.Handler(),
 		Logger:     log,
 	})
+	if err := s.startAsync(ctx, aref, fe); err != nil {
+		return nil, err
+	}
 	s.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("server: listen: %w", err)
@@ -219,6 +253,14 @@ func (s *Server) shutdown(ctx context.Context) {
 	if s.http != nil {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_ = s.http.Shutdown(sctx)
+		cancel()
+	}
+	if s.async != nil {
+		s.async.Close()
+	}
+	if s.counter != nil {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_ = s.counter.Close(cctx)
 		cancel()
 	}
 	if s.wm != nil {

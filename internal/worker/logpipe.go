@@ -3,7 +3,6 @@ package worker
 import (
 	"bytes"
 	"errors"
-	"io"
 	"os"
 	"sync"
 	"time"
@@ -25,9 +24,7 @@ type logPipe struct {
 	writer *os.File
 
 	mu      sync.Mutex
-	cond    *sync.Cond
 	partial []byte
-	busy    bool // the reader holds bytes it has not yet turned into lines
 	done    bool
 	inv     bytes.Buffer // log of the invocation in progress
 	inInv   bool
@@ -38,9 +35,7 @@ func newLogPipe(account, function string, sink LogSink) (*logPipe, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &logPipe{account: account, function: function, sink: sink, r: r, writer: w}
-	p.cond = sync.NewCond(&p.mu)
-	return p, nil
+	return &logPipe{account: account, function: function, sink: sink, r: r, writer: w}, nil
 }
 
 func (p *logPipe) closeWriter() {
@@ -51,31 +46,53 @@ func (p *logPipe) closeWriter() {
 
 func (p *logPipe) run() {
 	buf := make([]byte, 32*1024)
+	rc, err := p.r.SyscallConn()
+	if err != nil {
+		p.finish()
+		return
+	}
 	for {
-		n, err := p.r.Read(buf)
-		if n > 0 {
+		eof := false
+		// The read and the split into lines happen under p.mu, so drain,
+		// holding p.mu, sees either bytes still in the pipe or bytes
+		// already turned into lines, never bytes in between. The pipe is
+		// non-blocking (os.Pipe registers it with the poller): a read
+		// with nothing to read returns EAGAIN and rc.Read waits outside
+		// the lock.
+		rerr := rc.Read(func(fd uintptr) bool {
 			p.mu.Lock()
-			p.busy = true
-			p.consume(buf[:n])
-			p.busy = false
-			p.cond.Broadcast()
-			p.mu.Unlock()
-		}
-		if err != nil {
-			p.mu.Lock()
-			if len(p.partial) > 0 {
-				p.line(p.partial)
-				p.partial = p.partial[:0]
+			defer p.mu.Unlock()
+			for {
+				n, err := unix.Read(int(fd), buf)
+				switch {
+				case errors.Is(err, unix.EINTR):
+					continue
+				case errors.Is(err, unix.EAGAIN):
+					return false
+				case err != nil || n <= 0:
+					eof = true
+				default:
+					p.consume(buf[:n])
+				}
+				return true
 			}
-			p.done = true
-			p.cond.Broadcast()
-			p.mu.Unlock()
-			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
-				return
-			}
+		})
+		if rerr != nil || eof {
+			p.finish()
 			return
 		}
 	}
+}
+
+// finish flushes a last unterminated line once the runtime's output ends.
+func (p *logPipe) finish() {
+	p.mu.Lock()
+	if len(p.partial) > 0 {
+		p.line(p.partial)
+		p.partial = p.partial[:0]
+	}
+	p.done = true
+	p.mu.Unlock()
 }
 
 // consume splits data into lines; p.mu is held.
@@ -140,18 +157,20 @@ func (p *logPipe) endInvocation() {
 // drain waits (briefly) until everything the runtime wrote before it
 // answered has been read, so END comes after the function's last line. The
 // runtime's write() finished before its /response, so the bytes are in the
-// pipe by now: FIONREAD tells whether the reader still has work.
+// pipe by now: FIONREAD, asked under p.mu (which the reader holds from its
+// read until the bytes are lines), tells whether the reader still has work.
 func (p *logPipe) drain() {
 	deadline := time.Now().Add(50 * time.Millisecond)
+	rc, rcErr := p.r.SyscallConn()
 	for {
+		p.mu.Lock()
 		pending := 0
-		if rc, err := p.r.SyscallConn(); err == nil {
+		if rcErr == nil {
 			_ = rc.Control(func(fd uintptr) {
 				pending, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ)
 			})
 		}
-		p.mu.Lock()
-		if (pending == 0 && !p.busy) || p.done {
+		if pending == 0 || p.done {
 			if len(p.partial) > 0 {
 				p.line(p.partial)
 				p.partial = p.partial[:0]

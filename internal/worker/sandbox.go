@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -64,9 +65,12 @@ type sbx struct {
 
 func (s *sbx) start(ctx context.Context, rt runtimes.Runtime, taskRoot string) error {
 	w := s.w
-	l, err := listenLoopback()
-	if err != nil {
-		return fmt.Errorf("worker: runtime api listener: %w", err)
+	// Isolated sandboxes see their code, runtime files and Runtime API at
+	// Lambda's fixed places (isolation.go).
+	iso := w.isolated()
+	envTask, envRuntime, apiAddr := taskRoot, w.runtimeDir, sandboxRuntimeAPI
+	if iso {
+		envTask, envRuntime = sandboxTaskRoot, sandboxRuntimeDir
 	}
 	s.api = runtimeapi.NewServer(runtimeapi.Config{
 		FunctionName:    s.spec.FunctionName,
@@ -74,11 +78,22 @@ func (s *sbx) start(ctx context.Context, rt runtimes.Runtime, taskRoot string) e
 		Handler:         s.spec.Handler,
 		Logger:          w.log,
 	})
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		_ = s.api.Serve(l)
-	}()
+	serve := func(l net.Listener) {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			_ = s.api.Serve(l)
+		}()
+	}
+	if !iso {
+		l, err := listenLoopback()
+		if err != nil {
+			return fmt.Errorf("worker: runtime api listener: %w", err)
+		}
+		apiAddr = l.Addr().String()
+		serve(l)
+	}
+	var err error
 
 	s.logs, err = newLogPipe(s.spec.AccountID, s.spec.FunctionName, w.cfg.Logs)
 	if err != nil {
@@ -90,7 +105,12 @@ func (s *sbx) start(ctx context.Context, rt runtimes.Runtime, taskRoot string) e
 		s.logs.run()
 	}()
 
-	argv, err := rt.Command(taskRoot, w.runtimeDir)
+	var argv []string
+	if iso {
+		argv, err = isolatedCommand(rt, taskRoot)
+	} else {
+		argv, err = rt.Command(taskRoot, w.runtimeDir)
+	}
 	if err != nil {
 		// A provided runtime without a bootstrap: Lambda reports it on invoke.
 		s.initFail = &initFailure{errorType: "Runtime.InvalidEntrypoint", message: err.Error()}
@@ -110,9 +130,9 @@ func (s *sbx) start(ctx context.Context, rt runtimes.Runtime, taskRoot string) e
 		Handler:         s.spec.Handler,
 		Region:          w.cfg.Region,
 		MemoryMB:        s.spec.MemoryMB,
-		RuntimeAPI:      l.Addr().String(),
-		TaskRoot:        taskRoot,
-		RuntimeDir:      w.runtimeDir,
+		RuntimeAPI:      apiAddr,
+		TaskRoot:        envTask,
+		RuntimeDir:      envRuntime,
 		LogGroup:        "/aws/lambda/" + s.spec.FunctionName,
 		LogStream:       now.Format("2006/01/02") + "/[" + s.spec.FunctionVersion + "]" + s.id,
 		InitType:        initType,
@@ -122,21 +142,35 @@ func (s *sbx) start(ctx context.Context, rt runtimes.Runtime, taskRoot string) e
 	if eph == 0 {
 		eph = 512
 	}
+	tmpDir := filepath.Join(w.scratchDir, s.id)
+	var mounts []sandbox.Mount
+	if iso {
+		tmpDir, mounts = "", w.layout(taskRoot).mounts
+	}
 	s.box, err = w.cfg.Backend.Create(ctx, sandbox.Spec{
 		ID:           s.id,
 		Argv:         argv,
 		Env:          env,
-		Dir:          taskRoot,
+		Dir:          envTask,
+		Mounts:       mounts,
+		TmpBytes:     int64(eph) << 20,
 		MemoryBytes:  int64(s.spec.MemoryMB) << 20,
 		CPUWeightMB:  s.spec.MemoryMB,
 		PidsMax:      1024,
 		InitCPUBoost: true,
-		TmpDir:       filepath.Join(w.scratchDir, s.id),
+		TmpDir:       tmpDir,
 		Stdout:       s.logs.writer,
 		Stderr:       s.logs.writer,
 	})
 	if err != nil {
 		return fmt.Errorf("worker: create sandbox: %w", err)
+	}
+	if iso {
+		l, err := listenInside(ctx, s.box)
+		if err != nil {
+			return err
+		}
+		serve(l)
 	}
 	if err := s.box.Start(ctx); err != nil {
 		return fmt.Errorf("worker: start sandbox: %w", err)

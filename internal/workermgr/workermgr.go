@@ -31,8 +31,11 @@ type Config struct {
 	Placement Placer
 	// KeepAlive is how long an idle sandbox is kept warm (0 → 5 min).
 	KeepAlive time.Duration
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// ColdStartGate, when set, is asked before a new sandbox is made (the
+	// function's scaling rate); its error is returned from Reserve as is.
+	ColdStartGate func(spec worker.FunctionSpec) error
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // Manager is the sandbox table.
@@ -53,12 +56,15 @@ type Manager struct {
 type pool struct {
 	idle []*entry // LIFO: the most recently used sandbox is the warmest
 	busy int
+	provisionedPool // provisioned.go
 }
 
 type entry struct {
 	info     worker.SandboxInfo
 	worker   Worker
 	lastUsed time.Time
+	// provisioned sandboxes return to the provisioned list and are never reaped.
+	provisioned bool
 }
 
 // Lease is one reserved sandbox. Exactly one Release per Lease.
@@ -123,6 +129,11 @@ func (m *Manager) Reserve(ctx context.Context, spec worker.FunctionSpec) (*Lease
 		m.pools[spec.Key] = p
 	}
 	delete(m.retired, spec.Key)
+	if e := p.takeProvisioned(); e != nil {
+		p.busy++
+		m.mu.Unlock()
+		return &Lease{key: spec.Key, e: e, m: m}, nil
+	}
 	if n := len(p.idle); n > 0 {
 		e := p.idle[n-1]
 		p.idle[n-1] = nil
@@ -134,10 +145,18 @@ func (m *Manager) Reserve(ctx context.Context, spec worker.FunctionSpec) (*Lease
 	p.busy++ // counted now so a concurrent retire sees it
 	m.mu.Unlock()
 
-	e, err := m.create(ctx, spec)
+	var e *entry
+	var err error
+	if m.cfg.ColdStartGate != nil {
+		err = m.cfg.ColdStartGate(spec)
+	}
+	if err == nil {
+		e, err = m.create(ctx, spec)
+	}
 	if err != nil {
 		m.mu.Lock()
 		p.busy--
+		m.dropPoolIfEmpty(spec.Key, p)
 		m.mu.Unlock()
 		return nil, err
 	}
@@ -175,7 +194,14 @@ func (l *Lease) Release(reusable bool) {
 	m.mu.Lock()
 	p := m.pools[l.key]
 	p.busy--
-	if reusable && !m.retired[l.key] {
+	if reusable && !m.retired[l.key] && l.e.provisioned && p.keepProvisioned(l.e) {
+		m.mu.Unlock()
+		return
+	}
+	if l.e.provisioned {
+		p.provAlive--
+	}
+	if reusable && !m.retired[l.key] && !l.e.provisioned {
 		l.e.lastUsed = m.cfg.Now()
 		p.idle = append(p.idle, l.e)
 		m.mu.Unlock()
@@ -184,10 +210,13 @@ func (l *Lease) Release(reusable bool) {
 	m.dropPoolIfEmpty(l.key, p)
 	m.mu.Unlock()
 	m.destroy(l.e)
+	if l.e.provisioned {
+		m.replenish(l.key) // a crashed provisioned sandbox is replaced
+	}
 }
 
 func (m *Manager) dropPoolIfEmpty(key string, p *pool) {
-	if p.busy == 0 && len(p.idle) == 0 {
+	if p.busy == 0 && len(p.idle) == 0 && p.provEmpty() {
 		delete(m.pools, key)
 		delete(m.retired, key)
 	}
@@ -214,7 +243,7 @@ func (m *Manager) Retire(key string) {
 		m.mu.Unlock()
 		return
 	}
-	idle := p.idle
+	idle := append(p.idle, p.dropProvisioned()...)
 	p.idle = nil
 	if p.busy > 0 {
 		m.retired[key] = true
@@ -227,7 +256,7 @@ func (m *Manager) Retire(key string) {
 	}
 }
 
-// Stats is a snapshot of the table.
+// Stats is a snapshot of the table (Idle includes idle provisioned sandboxes).
 type Stats struct{ Idle, Busy int }
 
 // Stats counts sandboxes for key ("" → all).
@@ -237,7 +266,7 @@ func (m *Manager) Stats(key string) Stats {
 	var s Stats
 	for k, p := range m.pools {
 		if key == "" || k == key {
-			s.Idle += len(p.idle)
+			s.Idle += len(p.idle) + len(p.prov)
 			s.Busy += p.busy
 		}
 	}
@@ -296,6 +325,7 @@ func (m *Manager) Close() {
 	var all []*entry
 	for _, p := range m.pools {
 		all = append(all, p.idle...)
+		all = append(all, p.dropProvisioned()...)
 		p.idle = nil
 	}
 	m.mu.Unlock()

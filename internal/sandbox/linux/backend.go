@@ -29,6 +29,7 @@ type Backend struct {
 	pidfd   bool   // CLONE_PIDFD works: exits are waited for without a thread each
 	devnull *os.File
 	sp      *spawner
+	iso     *iso // nil without isolation
 
 	mu     sync.Mutex
 	live   map[string]*box // by ID; nil value: Create in progress
@@ -121,7 +122,15 @@ func newBackend(cfg Config, drv driver) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox/linux: %w", err)
 	}
+	var is *iso
+	if cfg.Isolation {
+		if is, err = newIso(cfg); err != nil {
+			_ = devnull.Close()
+			return nil, fmt.Errorf("sandbox/linux: %w", err)
+		}
+	}
 	b := &Backend{
+		iso:     is,
 		cfg:     cfg,
 		log:     cfg.Logger.With("backend", Name),
 		drv:     drv,
@@ -202,7 +211,7 @@ func (b *Backend) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sand
 	}()
 	undo = append(undo, func() { b.forget(spec.ID) })
 
-	if spec.TmpDir != "" {
+	if spec.TmpDir != "" && b.iso == nil {
 		if err := os.Mkdir(spec.TmpDir, 0o700); err != nil {
 			if errors.Is(err, fs.ErrExist) {
 				return nil, fmt.Errorf("%w: tmp dir %s exists", sandbox.ErrExists, spec.TmpDir)
@@ -218,6 +227,15 @@ func (b *Backend) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sand
 			return nil, fmt.Errorf("sandbox %s: %w", spec.ID, err)
 		}
 		x.grp = g
+	}
+
+	if b.iso != nil {
+		bi, err := b.createIso(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", spec.ID, err)
+		}
+		x.iso = bi
+		undo = append(undo, func() { b.releaseIso(bi) })
 	}
 
 	b.mu.Lock()
@@ -246,6 +264,9 @@ func (b *Backend) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	b.sp.close()
+	if b.iso != nil {
+		b.iso.close()
+	}
 	if b.drv != nil {
 		if err := b.drv.removeParent(); err != nil {
 			b.log.Warn("cannot remove cgroup parent", "err", err)

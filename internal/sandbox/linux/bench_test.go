@@ -93,5 +93,6 @@ func benchBackends(b *testing.B) []namedBackend {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = none.Close() })
-	return append(out, namedBackend{"no-cgroups", none})
+	out = append(out, namedBackend{"no-cgroups", none})
+	return append(out, namedBackend{"isolated", newIsoBackend(b)})
 }

@@ -34,4 +34,23 @@ type Config struct {
 	// NoCPUQuota applies only the CPU weight, never the hard cap (see the CPU
 	// mapping in cgroup.go): sandboxes may use idle CPU beyond their share.
 	NoCPUQuota bool
+
+	// Isolation runs every sandbox in its own user, pid, mount, uts, ipc,
+	// cgroup and network namespaces, on a read-only root with a tmpfs /tmp,
+	// without capabilities and under a seccomp filter (see package nsinit).
+	// Specs are then in-sandbox terms (sandbox.IsolationReporter). Needs
+	// root, amd64, and a binary whose main calls nsinit.Main when
+	// nsinit.IsInit (cmd/kiln does; tests use a TestMain).
+	Isolation bool
+	// InitPath is the binary re-executed as the sandbox init; default
+	// os.Executable().
+	InitPath string
+	// UIDBase and UIDCount are the host uid (and gid) range the backend
+	// owns: each live sandbox gets two ids of its own (its namespace's
+	// root and the runtime's user), so no two sandboxes, and hence no two
+	// accounts, ever share one. Defaults 1879048192 (0x70000000) and 65536.
+	UIDBase, UIDCount uint32
+	// RootDir is an empty host directory each init mounts its new root on,
+	// inside its own mount namespace; default <os.TempDir()>/kiln-sandbox-root.
+	RootDir string
 }

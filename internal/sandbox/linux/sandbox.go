@@ -46,6 +46,7 @@ type box struct {
 	b    *Backend
 	spec sandbox.Spec
 	grp  group // nil without cgroups
+	iso  *boxIso // nil without isolation
 	log  *slog.Logger
 	done chan struct{}
 
@@ -87,7 +88,7 @@ func (x *box) HostPaths() []string {
 	if x.grp != nil {
 		p = x.grp.paths()
 	}
-	if x.spec.TmpDir != "" {
+	if x.spec.TmpDir != "" && x.iso == nil {
 		p = append(p, x.spec.TmpDir)
 	}
 	return p
@@ -113,6 +114,9 @@ func (x *box) Start(ctx context.Context) error {
 		return sandbox.ErrDeleted
 	default:
 		return sandbox.ErrAlreadyStarted
+	}
+	if x.iso != nil {
+		return x.startIsolatedLocked(ctx)
 	}
 	sio, err := newStdio(x.spec.Stdout, x.spec.Stderr, x.b.devnull)
 	if err != nil {
@@ -228,7 +232,7 @@ func (x *box) waitLoop(pid, pidfd int, sio *stdio) {
 	}
 	sio.drain(drainTimeout)
 
-	st := exitStatusOf(ws, rerr)
+	st := x.initStatus(exitStatusOf(ws, rerr))
 	if x.grp != nil {
 		st.OOMKilled = x.grp.oomKilled(st.Signal == syscall.SIGKILL)
 	}
@@ -383,6 +387,9 @@ func (x *box) Delete(ctx context.Context) error {
 		x.grp.close()
 	}
 	x.mu.Lock()
+	if x.iso != nil {
+		x.b.releaseIso(x.iso)
+	}
 	x.state = deleted
 	x.mu.Unlock()
 	x.b.forget(x.spec.ID)

@@ -1,0 +1,15 @@
+// Package async owns Kiln's durable event queue: the embedded (or external)
+// NATS JetStream server, the work-queue stream that holds accepted
+// InvocationType=Event invokes, the pollers that lease and run them through
+// the synchronous invoke path, Lambda's retry and event-age rules, the
+// on-success/on-failure destinations, and Kiln queues (SQS-shaped
+// destinations a user can read with `kiln queue receive`).
+//
+// It must never lose an accepted event: Enqueue returns only after JetStream
+// has stored the event (and, with SyncAlways, fsynced it), a poller acks an
+// event only after its outcome (success, retry republished, or destination
+// delivered) is itself durable, and a lease that expires (a poller or the
+// server died mid-run) makes the event run again. Duplicates are allowed and
+// counted; losses are not. It never answers HTTP for invokes itself — the
+// frontend validates and resolves an event before handing it here.
+package async

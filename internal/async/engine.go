@@ -1,0 +1,265 @@
+package async
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kiln-dev/kiln/internal/controlplane"
+	"github.com/kiln-dev/kiln/internal/frontend"
+)
+
+// Names in JetStream.
+const (
+	eventStream   = "KILN_EVENTS"
+	eventSubject  = "kiln.ev" // kiln.ev.<account>
+	pollerName    = "kiln-pollers"
+	runsBucket    = "KILN_ASYNC_RUNS"
+	queueStreamPf = "KILNQ_" // KILNQ_<account>_<name>
+	queueSubject  = "kiln.q" // kiln.q.<account>.<name>
+	queueConsumer = "kiln-receivers"
+)
+
+// Lambda's async defaults and limits.
+const (
+	DefaultMaxRetries = 2
+	DefaultMaxAge     = 6 * time.Hour
+	// MaxPayload is the Event payload limit (1 MB today; 256 KB before 2025).
+	MaxPayload = 1048576
+)
+
+// Invoker runs one event through the synchronous invoke path.
+type Invoker interface {
+	Invoke(ctx context.Context, in *frontend.InvokeInput) (*frontend.InvokeOutput, error)
+}
+
+// ConfigSource gives the FunctionEventInvokeConfig that applies to a
+// function and qualifier ("$LATEST" for unqualified invokes).
+type ConfigSource interface {
+	EventInvokeConfig(account, function, qualifier string) (controlplane.EventInvokeConfig, bool)
+}
+
+// ReservedConcurrency is optionally implemented by the ConfigSource: a
+// function with reserved concurrency 0 sends its events straight to the
+// failure destination.
+type ReservedConcurrency interface {
+	ReservedConcurrency(account, function string) (int, bool)
+}
+
+// Config wires an Engine.
+type Config struct {
+	// DataDir is the server's data dir; the embedded store is DataDir/nats.
+	DataDir string
+	// NATSURL selects an external NATS server instead of the embedded one.
+	NATSURL string
+	Region  string
+	Invoker Invoker
+	Configs ConfigSource
+	// RetryScale multiplies Lambda's retry delays (1 min, 2 min) and the
+	// 1 s → 5 min throttle backoff; tests use 0.01 or less. 0 means 1.
+	RetryScale float64
+	// Lease is the consumer's AckWait: an event not acked or extended within
+	// it is redelivered. Runs extend it while they last. 0 means 30 s.
+	Lease time.Duration
+	// Concurrency is how many events run at once on this node (default 64).
+	Concurrency int
+	// NoSync turns off fsync-per-write (SyncAlways). An acked event then
+	// survives a SIGKILL of the server (it is in the kernel's page cache)
+	// but not a power loss or kernel crash within the 2 min sync interval.
+	NoSync bool
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Engine is the async data plane of one server node.
+type Engine struct {
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+	ns    *server.Server // nil with an external NATS
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	runs  jetstream.KeyValue
+	stats Stats
+
+	queuesMu sync.Mutex
+	queues   map[string]jetstream.Consumer // stream name → receive consumer
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Open starts (or connects to) NATS, declares the streams and starts the
+// pollers. Close stops them.
+func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
+	if cfg.Invoker == nil {
+		return nil, errors.New("async: Config.Invoker is required")
+	}
+	if cfg.RetryScale <= 0 {
+		cfg.RetryScale = 1
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 30 * time.Second
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 64
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	e := &Engine{cfg: cfg, log: cfg.Logger, now: cfg.Now, queues: map[string]jetstream.Consumer{}}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	e.log = e.log.With("component", "async")
+	if e.now == nil {
+		e.now = time.Now
+	}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	if cfg.NATSURL != "" {
+		e.nc, err = nats.Connect(cfg.NATSURL, nats.Name("kiln"), nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, fmt.Errorf("async: connect %s: %w", cfg.NATSURL, err)
+		}
+	} else {
+		if err := e.startEmbedded(); err != nil {
+			return nil, err
+		}
+	}
+	if e.js, err = jetstream.New(e.nc); err != nil {
+		return nil, fmt.Errorf("async: jetstream: %w", err)
+	}
+	if err := e.declare(ctx); err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	cons, err := e.js.Consumer(ctx, eventStream, pollerName)
+	if err != nil {
+		return nil, fmt.Errorf("async: poller consumer: %w", err)
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.poll(rctx, cons)
+	}()
+	return e, nil
+}
+
+// startEmbedded runs nats-server in this process with no network listener:
+// the client connects in-process, so nothing outside can reach the store.
+func (e *Engine) startEmbedded() error {
+	if e.cfg.DataDir == "" {
+		return errors.New("async: Config.DataDir is required for the embedded NATS server")
+	}
+	dir := filepath.Join(e.cfg.DataDir, "nats")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("async: store dir: %w", err)
+	}
+	opts := &server.Options{
+		ServerName: "kiln",
+		Host:       "127.0.0.1",
+		Port:       server.RANDOM_PORT,
+		DontListen: true,
+		JetStream:  true,
+		StoreDir:   dir,
+		// Durability: JetStream writes every message to its block file
+		// before acking the publish (flush in place, not AsyncFlush, for a
+		// single-replica stream), so an acked event survives a SIGKILL of
+		// this process. SyncAlways adds an fsync per write so it also
+		// survives power loss; the default sync_interval (2 min) would leave
+		// up to two minutes of acked events in the page cache only.
+		SyncAlways:        !e.cfg.NoSync,
+		NoLog:             true,
+		NoSigs:            true,
+		MaxPayload:        8 * 1024 * 1024,
+		JetStreamMaxStore: 0,
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("async: nats server: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return errors.New("async: embedded nats server did not start")
+	}
+	e.ns = ns
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("kiln"))
+	if err != nil {
+		return fmt.Errorf("async: in-process connect: %w", err)
+	}
+	e.nc = nc
+	return nil
+}
+
+func (e *Engine) declare(ctx context.Context) error {
+	_, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:       eventStream,
+		Subjects:   []string{eventSubject + ".>"},
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    jetstream.FileStorage,
+		Duplicates: 2 * time.Minute,
+		MaxMsgSize: 8 * 1024 * 1024,
+	})
+	if err != nil {
+		return fmt.Errorf("async: event stream: %w", err)
+	}
+	_, err = e.js.CreateOrUpdateConsumer(ctx, eventStream, jetstream.ConsumerConfig{
+		Durable:       pollerName,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       e.cfg.Lease,
+		MaxDeliver:    -1,
+		MaxAckPending: 100000,
+	})
+	if err != nil {
+		return fmt.Errorf("async: poller consumer: %w", err)
+	}
+	e.runs, err = e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:  runsBucket,
+		TTL:     DefaultMaxAge + time.Hour,
+		Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		return fmt.Errorf("async: runs bucket: %w", err)
+	}
+	return nil
+}
+
+// Close stops the pollers (running events finish first), then NATS.
+func (e *Engine) Close() {
+	if e.cancel != nil {
+		e.cancel()
+	}
+	e.wg.Wait()
+	if e.nc != nil {
+		_ = e.nc.Drain()
+		e.nc.Close()
+	}
+	if e.ns != nil {
+		e.ns.Shutdown()
+		e.ns.WaitForShutdown()
+	}
+}
+
+// Stats returns a snapshot of the engine's counters plus the queue depth.
+func (e *Engine) Stats(ctx context.Context) StatsSnapshot {
+	s := e.stats.snapshot()
+	if info, err := e.js.Stream(ctx, eventStream); err == nil {
+		s.QueueDepth = info.CachedInfo().State.Msgs
+	}
+	return s
+}

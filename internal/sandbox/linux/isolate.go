@@ -1,0 +1,428 @@
+//go:build linux
+
+package linux
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kiln-dev/kiln/internal/sandbox"
+	"github.com/kiln-dev/kiln/internal/sandbox/linux/nsinit"
+)
+
+// ErrIsolationUnavailable: this host or binary cannot run isolated sandboxes.
+var ErrIsolationUnavailable = errors.New("sandbox isolation unavailable")
+
+// initStartTimeout bounds the init's setup when Start's ctx has no deadline.
+const initStartTimeout = 30 * time.Second
+
+// iso is the backend's isolation state.
+type iso struct {
+	initPath string
+	initFile *os.File // O_PATH: the init is exec'd through it, by a uid that may not walk to initPath
+	rootDir  string
+	hostNet  int // fd of the host's network namespace, to return to after setns
+	base     uint32
+	slots    []bool // guarded by Backend.mu: true = in use
+	next     int    // guarded by Backend.mu: where the next slot search starts
+	resolv   string
+}
+
+// boxIso is a sandbox's isolation state.
+type boxIso struct {
+	slot   int
+	netfd  int // its network namespace, -1 once released
+	status *bufio.Reader
+	statf  *os.File
+}
+
+func newIso(cfg Config) (*iso, error) {
+	if runtime.GOARCH != "amd64" {
+		return nil, fmt.Errorf("%w: no seccomp syscall list for %s", ErrIsolationUnavailable, runtime.GOARCH)
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("%w: needs root", ErrIsolationUnavailable)
+	}
+	i := &iso{initPath: cfg.InitPath, rootDir: cfg.RootDir, base: cfg.UIDBase}
+	if i.initPath == "" {
+		p, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrIsolationUnavailable, err)
+		}
+		i.initPath = p
+	}
+	f, err := os.OpenFile(i.initPath, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrIsolationUnavailable, err)
+	}
+	i.initFile = f
+	if i.base == 0 {
+		i.base = 0x70000000
+	}
+	n := cfg.UIDCount
+	if n == 0 {
+		n = 65536
+	}
+	if n < 2 {
+		return nil, fmt.Errorf("%w: uid range too small", ErrIsolationUnavailable)
+	}
+	i.slots = make([]bool, n/2)
+	if i.rootDir == "" {
+		i.rootDir = filepath.Join(os.TempDir(), "kiln-sandbox-root")
+	}
+	if err := os.MkdirAll(i.rootDir, 0o755); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrIsolationUnavailable, err)
+	}
+	fd, err := unix.Open("/proc/self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrIsolationUnavailable, err)
+	}
+	i.hostNet = fd
+	i.resolv = sandboxResolvConf()
+	return i, nil
+}
+
+// sandboxResolvConf keeps the host's nameserver, search and options lines
+// (nothing else of the host's /etc reaches a sandbox).
+func sandboxResolvConf() string {
+	b, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		return ""
+	}
+	var out strings.Builder
+	for l := range strings.Lines(string(b)) {
+		f := strings.Fields(l)
+		if len(f) > 0 && (f[0] == "nameserver" || f[0] == "search" || f[0] == "options") {
+			out.WriteString(strings.Join(f, " ") + "\n")
+		}
+	}
+	return out.String()
+}
+
+func (i *iso) close() {
+	_ = unix.Close(i.hostNet)
+	_ = i.initFile.Close()
+}
+
+// Isolated implements sandbox.IsolationReporter.
+func (b *Backend) Isolated() bool { return b.iso != nil }
+
+// allocSlot reserves a uid pair; the caller holds b.mu.
+func (b *Backend) allocSlotLocked() (int, error) {
+	n := len(b.iso.slots)
+	for k := range n {
+		s := (b.iso.next + k) % n
+		if !b.iso.slots[s] {
+			b.iso.slots[s] = true
+			b.iso.next = s + 1
+			return s, nil
+		}
+	}
+	return 0, fmt.Errorf("sandbox/linux: all %d uid slots in use", n)
+}
+
+func (b *Backend) freeSlot(s int) {
+	b.mu.Lock()
+	b.iso.slots[s] = false
+	b.mu.Unlock()
+}
+
+// createIso prepares a sandbox's uid pair and network namespace.
+func (b *Backend) createIso(ctx context.Context) (*boxIso, error) {
+	b.mu.Lock()
+	slot, err := b.allocSlotLocked()
+	b.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	bi := &boxIso{slot: slot, netfd: -1}
+	var nerr error
+	err = b.sp.do(ctx, func() bool {
+		if nerr = unix.Unshare(unix.CLONE_NEWNET); nerr != nil {
+			return false
+		}
+		bi.netfd, nerr = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if nerr == nil {
+			nerr = loopbackUp()
+		}
+		return unix.Setns(b.iso.hostNet, unix.CLONE_NEWNET) != nil
+	})
+	if err == nil {
+		err = nerr
+	}
+	if err != nil {
+		b.releaseIso(bi)
+		return nil, fmt.Errorf("network namespace: %w", err)
+	}
+	return bi, nil
+}
+
+func (b *Backend) releaseIso(bi *boxIso) {
+	if bi.netfd >= 0 {
+		_ = unix.Close(bi.netfd)
+		bi.netfd = -1
+	}
+	if bi.statf != nil {
+		_ = bi.statf.Close()
+		bi.statf = nil
+	}
+	if bi.slot >= 0 {
+		b.freeSlot(bi.slot)
+		bi.slot = -1
+	}
+}
+
+// loopbackUp brings lo up in the calling thread's network namespace.
+func loopbackUp() error {
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(s)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(s, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("lo flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(s, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("lo up: %w", err)
+	}
+	return nil
+}
+
+// Listen implements sandbox.Listener: the socket is made inside the
+// sandbox's network namespace, so only the sandbox can reach it.
+func (x *box) Listen(ctx context.Context, addr string) (net.Listener, error) {
+	if x.iso == nil {
+		return nil, fmt.Errorf("sandbox %s: no network of its own", x.spec.ID)
+	}
+	x.mu.Lock()
+	fd := x.iso.netfd
+	x.mu.Unlock()
+	if fd < 0 {
+		return nil, sandbox.ErrDeleted
+	}
+	var l net.Listener
+	var lerr error
+	err := x.b.sp.do(ctx, func() bool {
+		if lerr = unix.Setns(fd, unix.CLONE_NEWNET); lerr != nil {
+			return false
+		}
+		l, lerr = (&net.ListenConfig{}).Listen(context.WithoutCancel(ctx), "tcp", addr)
+		return unix.Setns(x.b.iso.hostNet, unix.CLONE_NEWNET) != nil
+	})
+	if err == nil {
+		err = lerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sandbox %s: listen %s: %w", x.spec.ID, addr, err)
+	}
+	return l, nil
+}
+
+// detachedMount clones src into a detached, read-only, nosuid, nodev
+// mount. Host root makes it here because the init, an unprivileged host uid,
+// may not be able to walk to src, and a mount opened in the host's mount
+// namespace cannot be bind-mounted from another one; a detached tree can be
+// attached anywhere.
+func detachedMount(src string) (*os.File, bool, error) {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return nil, false, err
+	}
+	fd, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return nil, false, fmt.Errorf("open_tree: %w", err)
+	}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		_ = unix.Close(fd)
+		return nil, false, fmt.Errorf("mount_setattr: %w", err)
+	}
+	return os.NewFile(uintptr(fd), src), fi.IsDir(), nil
+}
+
+// idMap maps the namespace's root and the runtime's user to the slot's two
+// host ids.
+func (x *box) idMaps() (uids, gids []syscall.SysProcIDMap) {
+	h := int(x.b.iso.base) + 2*x.iso.slot
+	uids = []syscall.SysProcIDMap{{ContainerID: 0, HostID: h, Size: 1}, {ContainerID: nsinit.RuntimeUID, HostID: h + 1, Size: 1}}
+	gids = []syscall.SysProcIDMap{{ContainerID: 0, HostID: h, Size: 1}, {ContainerID: nsinit.RuntimeGID, HostID: h + 1, Size: 1}}
+	return uids, gids
+}
+
+// HostUID is the host uid the sandbox's runtime runs as (tests use it).
+func (x *box) HostUID() int {
+	if x.iso == nil {
+		return -1
+	}
+	return int(x.b.iso.base) + 2*x.iso.slot + 1
+}
+
+// startIsolatedLocked forks the init into the sandbox's cgroups and
+// namespaces and waits for it to report the runtime started. x.mu is held.
+func (x *box) startIsolatedLocked(ctx context.Context) error {
+	sio, err := newStdio(x.spec.Stdout, x.spec.Stderr, x.b.devnull)
+	if err != nil {
+		return fmt.Errorf("sandbox %s: %w", x.spec.ID, err)
+	}
+	statR, statW, err := os.Pipe()
+	if err != nil {
+		sio.closeAll()
+		return fmt.Errorf("sandbox %s: %w", x.spec.ID, err)
+	}
+	files := append(sio.fds(), statW.Fd())
+	// Mount sources reach the init as descriptors: it runs as an
+	// unprivileged host uid and may not be able to walk to them by path.
+	var srcs []*os.File
+	defer func() {
+		for _, f := range srcs {
+			_ = f.Close()
+		}
+	}()
+	cfg := nsinit.Config{
+		Argv: x.spec.Argv, Env: x.spec.Env, Dir: x.spec.Dir, RootDir: x.b.iso.rootDir,
+		TmpBytes: x.spec.TmpBytes, Hostname: "localhost", NoFile: nofileLimit, ResolvConf: x.b.iso.resolv,
+	}
+	for _, m := range x.spec.Mounts {
+		f, isDir, err := detachedMount(m.Source)
+		if err != nil {
+			sio.closeAll()
+			_ = statR.Close()
+			_ = statW.Close()
+			return fmt.Errorf("sandbox %s: mount %s: %w", x.spec.ID, m.Source, err)
+		}
+		srcs = append(srcs, f)
+		cfg.Mounts = append(cfg.Mounts, nsinit.Mount{FD: len(files), Target: m.Target, IsDir: isDir})
+		files = append(files, f.Fd())
+	}
+	initExe := "/proc/self/fd/" + strconv.Itoa(len(files))
+	files = append(files, x.b.iso.initFile.Fd())
+	envc, err := nsinit.Encode(&cfg)
+	if err != nil {
+		sio.closeAll()
+		_ = statR.Close()
+		_ = statW.Close()
+		return err
+	}
+	uids, gids := x.idMaps()
+	attr := &syscall.ProcAttr{Dir: "/", Env: []string{envc}, Files: files}
+	pidfd := -1
+	sys := &syscall.SysProcAttr{
+		Setpgid:                    true,
+		Pdeathsig:                  syscall.SIGKILL,
+		Cloneflags:                 unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC,
+		UidMappings:                uids,
+		GidMappings:                gids,
+		GidMappingsEnableSetgroups: true,
+		Credential:                 &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}},
+	}
+	if x.b.pidfd {
+		sys.PidFD = &pidfd
+	}
+	fork := func(s *syscall.SysProcAttr) (int, error) {
+		attr.Sys = s
+		return syscall.ForkExec(initExe, []string{nsinit.Argv0}, attr)
+	}
+	var pid int
+	var serr error
+	netfd := x.iso.netfd
+	err = x.b.sp.do(ctx, func() bool {
+		// The init is forked from inside the sandbox's network namespace
+		// (a user namespace's root could not join one the host owns).
+		if serr = unix.Setns(netfd, unix.CLONE_NEWNET); serr != nil {
+			return false
+		}
+		var tainted bool
+		if x.grp != nil {
+			pid, tainted, serr = x.grp.spawn(fork, sys)
+		} else {
+			pid, serr = fork(sys)
+		}
+		return unix.Setns(x.b.iso.hostNet, unix.CLONE_NEWNET) != nil || tainted
+	})
+	_ = statW.Close()
+	sio.closeChildEnds()
+	runtime.KeepAlive(sio)
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		if pid > 0 {
+			_ = unix.Kill(pid, unix.SIGKILL)
+			reap(pid)
+			if pidfd >= 0 {
+				_ = unix.Close(pidfd)
+			}
+		}
+		sio.closeAll()
+		_ = statR.Close()
+		return fmt.Errorf("sandbox %s: start init: %w", x.spec.ID, err)
+	}
+	x.iso.statf = statR
+	x.iso.status = bufio.NewReader(statR)
+	// The init reports "ok <pid>" once the runtime is exec'd, or why not.
+	// Read before the wait loop starts, which reads the final status.
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(initStartTimeout)
+	}
+	_ = statR.SetReadDeadline(deadline)
+	line, rerr := x.iso.status.ReadString('\n')
+	_ = statR.SetReadDeadline(time.Time{})
+	x.pid = pid
+	x.state = running
+	sio.startCopying()
+	go x.waitLoop(pid, pidfd, sio)
+	if strings.HasPrefix(line, "ok ") {
+		return nil
+	}
+	x.killMu.Lock()
+	_ = x.killTreeLocked(context.WithoutCancel(ctx))
+	x.killMu.Unlock()
+	if msg, isErr := strings.CutPrefix(strings.TrimSpace(line), "error "); isErr {
+		return fmt.Errorf("sandbox %s: init: %s", x.spec.ID, msg)
+	}
+	return fmt.Errorf("sandbox %s: init did not start the runtime: %w", x.spec.ID, errors.Join(rerr, errors.New(strings.TrimSpace(line))))
+}
+
+// initStatus replaces the init's own exit status with the runtime's, which
+// the init reported before it exited (pid 1 cannot die of its child's
+// signal).
+func (x *box) initStatus(st sandbox.ExitStatus) sandbox.ExitStatus {
+	if x.iso == nil || x.iso.status == nil {
+		return st
+	}
+	_ = x.iso.statf.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	line, _ := x.iso.status.ReadString('\n')
+	f := strings.Fields(line)
+	if len(f) != 2 {
+		return st
+	}
+	n, err := strconv.Atoi(f[1])
+	if err != nil {
+		return st
+	}
+	switch f[0] {
+	case "exit":
+		return sandbox.ExitStatus{Code: n}
+	case "signal":
+		return sandbox.ExitStatus{Code: -1, Signal: syscall.Signal(n)}
+	}
+	return st
+}

@@ -1,0 +1,139 @@
+package workermgr
+
+import (
+	"context"
+	"time"
+
+	"github.com/kiln-dev/kiln/internal/worker"
+)
+
+// provisionedPool is a version's provisioned concurrency: sandboxes made
+// ahead of demand (AWS_LAMBDA_INITIALIZATION_TYPE=provisioned-concurrency),
+// used before on-demand ones and never reclaimed by the keep-alive reaper.
+type provisionedPool struct {
+	prov       []*entry // idle provisioned sandboxes
+	provTarget int      // how many should exist
+	provAlive  int      // how many exist (idle, busy); creations count once done
+	provMaking int      // creations under way
+	provSpec   worker.FunctionSpec
+}
+
+func (p *provisionedPool) takeProvisioned() *entry {
+	n := len(p.prov)
+	if n == 0 {
+		return nil
+	}
+	e := p.prov[n-1]
+	p.prov[n-1] = nil
+	p.prov = p.prov[:n-1]
+	return e
+}
+
+// keepProvisioned puts a released provisioned sandbox back unless the
+// target was lowered under it.
+func (p *provisionedPool) keepProvisioned(e *entry) bool {
+	if p.provAlive > p.provTarget {
+		return false
+	}
+	p.prov = append(p.prov, e)
+	return true
+}
+
+func (p *provisionedPool) provEmpty() bool {
+	return len(p.prov) == 0 && p.provTarget == 0 && p.provMaking == 0 && p.provAlive == 0
+}
+
+// dropProvisioned clears the target and hands back the idle provisioned
+// sandboxes for destruction; busy ones are destroyed on release.
+func (p *provisionedPool) dropProvisioned() []*entry {
+	out := p.prov
+	p.provAlive -= len(out)
+	p.prov = nil
+	p.provTarget = 0
+	return out
+}
+
+// Provision sets how many provisioned sandboxes spec's version keeps and
+// starts making (or destroying) the difference in the background. n == 0
+// removes the provisioned concurrency.
+func (m *Manager) Provision(spec worker.FunctionSpec, n int) {
+	spec.Provisioned = true
+	m.mu.Lock()
+	p := m.pools[spec.Key]
+	if p == nil {
+		p = &pool{}
+		m.pools[spec.Key] = p
+	}
+	delete(m.retired, spec.Key)
+	p.provTarget, p.provSpec = n, spec
+	var victims []*entry
+	for p.provAlive > p.provTarget && len(p.prov) > 0 {
+		victims = append(victims, p.takeProvisioned())
+		p.provAlive--
+	}
+	m.dropPoolIfEmpty(spec.Key, p)
+	m.mu.Unlock()
+	for _, e := range victims {
+		m.destroy(e)
+	}
+	m.replenish(spec.Key)
+}
+
+// Provisioned reports how many provisioned sandboxes of key are initialised.
+func (m *Manager) Provisioned(key string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p := m.pools[key]; p != nil {
+		return p.provAlive
+	}
+	return 0
+}
+
+// replenish starts creations up to the target. Each runs in a goroutine the
+// manager owns (Close waits for it).
+func (m *Manager) replenish(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.pools[key]
+	select {
+	case <-m.stop:
+		return
+	default:
+	}
+	if p == nil || m.retired[key] {
+		return
+	}
+	for p.provAlive+p.provMaking < p.provTarget {
+		p.provMaking++
+		spec := p.provSpec
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			e, err := m.create(ctx, spec)
+			m.mu.Lock()
+			p.provMaking--
+			stopped := false
+			select {
+			case <-m.stop:
+				stopped = true
+			default:
+			}
+			if err != nil || stopped || m.pools[key] != p || p.provAlive >= p.provTarget {
+				m.dropPoolIfEmpty(key, p)
+				m.mu.Unlock()
+				if err != nil {
+					m.log.Warn("provision sandbox", "key", key, "err", err)
+				} else {
+					m.destroy(e)
+				}
+				return
+			}
+			e.provisioned = true
+			p.provAlive++
+			p.prov = append(p.prov, e)
+			m.mu.Unlock()
+		}()
+	}
+}
