@@ -100,7 +100,7 @@ func (m *Manager) replenish(key string) {
 		return
 	default:
 	}
-	if p == nil || m.retired[key] {
+	if p == nil || m.isRetired(key) {
 		return
 	}
 	for p.provAlive+p.provMaking < p.provTarget {

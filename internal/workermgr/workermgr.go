@@ -46,16 +46,19 @@ type Manager struct {
 
 	mu    sync.Mutex
 	pools map[string]*pool // by FunctionSpec.Key
-	// retired keys: sandboxes still busy for them are destroyed on release.
-	retired map[string]bool
+	// retired keys, with when they were retired: a sandbox of a retired key
+	// is destroyed on release, even one reserved by a stale invoke that
+	// resolved the version just before it was retired. Keys are never
+	// reused (they include the revision), so marks are pruned after a while.
+	retired map[string]time.Time
 
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
 
 type pool struct {
-	idle []*entry // LIFO: the most recently used sandbox is the warmest
-	busy int
+	idle            []*entry // LIFO: the most recently used sandbox is the warmest
+	busy            int
 	provisionedPool // provisioned.go
 }
 
@@ -73,6 +76,8 @@ type Lease struct {
 	e    *entry
 	m    *Manager
 	Cold bool // this invoke pays the cold start
+
+	released bool // guarded by m.mu: a second Release is ignored
 }
 
 // SandboxID names the reserved sandbox.
@@ -101,7 +106,7 @@ func New(cfg Config) (*Manager, error) {
 		log:     log,
 		workers: make(map[string]Worker),
 		pools:   make(map[string]*pool),
-		retired: make(map[string]bool),
+		retired: make(map[string]time.Time),
 		stop:    make(chan struct{}),
 	}
 	for _, w := range cfg.Workers {
@@ -128,7 +133,6 @@ func (m *Manager) Reserve(ctx context.Context, spec worker.FunctionSpec) (*Lease
 		p = &pool{}
 		m.pools[spec.Key] = p
 	}
-	delete(m.retired, spec.Key)
 	if e := p.takeProvisioned(); e != nil {
 		p.busy++
 		m.mu.Unlock()
@@ -192,16 +196,21 @@ func (l *Lease) InitDuration() time.Duration { return l.e.info.InitDuration }
 func (l *Lease) Release(reusable bool) {
 	m := l.m
 	m.mu.Lock()
+	if l.released {
+		m.mu.Unlock()
+		return
+	}
+	l.released = true
 	p := m.pools[l.key]
 	p.busy--
-	if reusable && !m.retired[l.key] && l.e.provisioned && p.keepProvisioned(l.e) {
+	if reusable && !m.isRetired(l.key) && l.e.provisioned && p.keepProvisioned(l.e) {
 		m.mu.Unlock()
 		return
 	}
 	if l.e.provisioned {
 		p.provAlive--
 	}
-	if reusable && !m.retired[l.key] && !l.e.provisioned {
+	if reusable && !m.isRetired(l.key) && !l.e.provisioned {
 		l.e.lastUsed = m.cfg.Now()
 		p.idle = append(p.idle, l.e)
 		m.mu.Unlock()
@@ -218,7 +227,6 @@ func (l *Lease) Release(reusable bool) {
 func (m *Manager) dropPoolIfEmpty(key string, p *pool) {
 	if p.busy == 0 && len(p.idle) == 0 && p.provEmpty() {
 		delete(m.pools, key)
-		delete(m.retired, key)
 	}
 }
 
@@ -238,6 +246,7 @@ func (m *Manager) destroy(e *entry) {
 // Busy ones finish their invoke and are destroyed on release.
 func (m *Manager) Retire(key string) {
 	m.mu.Lock()
+	m.retired[key] = m.cfg.Now()
 	p := m.pools[key]
 	if p == nil {
 		m.mu.Unlock()
@@ -245,9 +254,7 @@ func (m *Manager) Retire(key string) {
 	}
 	idle := append(p.idle, p.dropProvisioned()...)
 	p.idle = nil
-	if p.busy > 0 {
-		m.retired[key] = true
-	} else {
+	if p.busy == 0 {
 		delete(m.pools, key)
 	}
 	m.mu.Unlock()
@@ -307,6 +314,13 @@ func (m *Manager) reap() {
 		p.idle = kept
 		m.dropPoolIfEmpty(k, p)
 	}
+	// An invoke that resolved a version before it was retired finishes
+	// within the 15-minute timeout limit; after that its mark is useless.
+	for k, at := range m.retired {
+		if m.cfg.Now().Sub(at) > retiredMarkTTL {
+			delete(m.retired, k)
+		}
+	}
 	m.mu.Unlock()
 	for _, e := range victims {
 		m.destroy(e)
@@ -333,4 +347,13 @@ func (m *Manager) Close() {
 		m.destroy(e)
 	}
 	m.wg.Wait()
+}
+
+// retiredMarkTTL outlives the longest invoke (900 s) with room to spare.
+const retiredMarkTTL = 20 * time.Minute
+
+// isRetired reports whether key was retired; m.mu is held.
+func (m *Manager) isRetired(key string) bool {
+	_, ok := m.retired[key]
+	return ok
 }

@@ -308,6 +308,17 @@ func TestRetire(t *testing.T) {
 	}
 	l.Release(true)
 	e.m.Retire("acct/fn/never/r0") // unknown keys are a no-op
+
+	// A stale invoke that resolved the retired version just before the
+	// retire still runs, but its sandbox never goes back to the pool.
+	stale, err := e.m.Reserve(testCtx(t), sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.Release(true)
+	if s := e.m.Stats(sp.Key); s != (workermgr.Stats{}) {
+		t.Fatalf("a retired key's sandbox went back to the pool: %+v", s)
+	}
 }
 
 func TestKeysNeverShare(t *testing.T) {
