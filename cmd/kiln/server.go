@@ -35,7 +35,7 @@ func runServer(ctx context.Context, args []string) int {
 	asyncLease := fs.Duration("async-lease", 30*time.Second, "how long a poller holds an async event before another may run it (extended while the event runs)")
 	asyncFsync := fs.Bool("async-fsync", true, "fsync every accepted async event before answering 202 (false: the event survives a crash of kiln but not of the machine)")
 	asyncRetryScale := fs.Float64("async-retry-scale", 1, "scale Lambda's async retry delays (1 min, 2 min; 1 s to 5 min backoff); e.g. 0.01 for tests")
-	isolation := fs.Bool("isolation", os.Getenv("KILN_ISOLATION") == "1", "run each sandbox isolated: user/pid/mount/net namespaces, read-only root, seccomp (needs root; default from KILN_ISOLATION=1)")
+	unsafeNoIsolation := fs.Bool("unsafe-no-isolation", false, "DEVELOPMENT ONLY: run functions as plain host processes, without namespaces, seccomp or a root filesystem of their own (isolation needs root)")
 	unsafeNoCgroups := fs.Bool("unsafe-no-cgroups", false, "DEVELOPMENT ONLY: run sandboxes without cgroup limits when Kiln is not root")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, serverUsage)
@@ -63,7 +63,7 @@ func runServer(ctx context.Context, args []string) int {
 		Region:          *region,
 		KeepAlive:       *keepAlive,
 		UnsafeNoCgroups: *unsafeNoCgroups,
-		Isolation:       *isolation,
+		Isolation:       !*unsafeNoIsolation,
 		Async:           server.AsyncConfig{NATSURL: *natsURL, RetryScale: *asyncRetryScale, Lease: *asyncLease, NoSync: !*asyncFsync},
 		Logger:          log,
 		Out:             os.Stdout,

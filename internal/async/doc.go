@@ -3,7 +3,9 @@
 // InvocationType=Event invokes, the pollers that lease and run them through
 // the synchronous invoke path, Lambda's retry and event-age rules, the
 // on-success/on-failure destinations, and Kiln queues (SQS-shaped
-// destinations a user can read with `kiln queue receive`).
+// destinations a user can read with `kiln queue receive`), and the pollers of
+// event-source mappings that feed a Kiln queue to a function in Lambda's SQS
+// event shape (Kinesis-style streams are not built yet).
 //
 // It must never lose an accepted event: Enqueue returns only after JetStream
 // has stored the event (and, with SyncAlways, fsynced it), a poller acks an

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -20,8 +22,8 @@ import (
 
 // Names in JetStream.
 const (
-	eventStream   = "KILN_EVENTS"
-	eventSubject  = "kiln.ev" // kiln.ev.<account>
+	eventStream   = "KILN_EVENTS_" // KILN_EVENTS_<partition>
+	eventSubject  = "kiln.ev"      // kiln.ev.<partition>.<account>
 	pollerName    = "kiln-pollers"
 	runsBucket    = "KILN_ASYNC_RUNS"
 	queueStreamPf = "KILNQ_" // KILNQ_<account>_<name>
@@ -72,6 +74,14 @@ type Config struct {
 	Lease time.Duration
 	// Concurrency is how many events run at once on this node (default 64).
 	Concurrency int
+	// Mappings lists event-source mappings to run; nil runs none.
+	Mappings MappingSource
+	// MappingSync is how often mapping changes are picked up (default 1 s).
+	MappingSync time.Duration
+	// Partitions is how many event streams share the queue (default 4).
+	// Each stream fsyncs on its own, so accepts on different partitions
+	// are stored in parallel. Fixed for the life of a store.
+	Partitions int
 	// NoSync turns off fsync-per-write (SyncAlways). An acked event then
 	// survives a SIGKILL of the server (it is in the kernel's page cache)
 	// but not a power loss or kernel crash within the 2 min sync interval.
@@ -116,6 +126,12 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
+	if cfg.MappingSync <= 0 {
+		cfg.MappingSync = time.Second
+	}
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 4
+	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, now: cfg.Now, queues: map[string]jetstream.Consumer{}}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -147,15 +163,25 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
-	cons, err := e.js.Consumer(ctx, eventStream, pollerName)
-	if err != nil {
-		return nil, fmt.Errorf("async: poller consumer: %w", err)
+	slots := make(chan struct{}, cfg.Concurrency)
+	for p := range cfg.Partitions {
+		cons, err := e.js.Consumer(ctx, partitionStream(p), pollerName)
+		if err != nil {
+			return nil, fmt.Errorf("async: poller consumer: %w", err)
+		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.poll(rctx, cons, slots)
+		}()
 	}
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		e.poll(rctx, cons)
-	}()
+	if cfg.Mappings != nil {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.runMappings(rctx)
+		}()
+	}
 	return e, nil
 }
 
@@ -206,28 +232,40 @@ func (e *Engine) startEmbedded() error {
 	return nil
 }
 
+func partitionStream(p int) string { return eventStream + strconv.Itoa(p) }
+
+// partition places an event by its request id, so its retries stay put.
+func (e *Engine) partition(requestID string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(requestID))
+	return int(h.Sum32() % uint32(e.cfg.Partitions))
+}
+
 func (e *Engine) declare(ctx context.Context) error {
-	_, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:       eventStream,
-		Subjects:   []string{eventSubject + ".>"},
-		Retention:  jetstream.WorkQueuePolicy,
-		Storage:    jetstream.FileStorage,
-		Duplicates: 2 * time.Minute,
-		MaxMsgSize: 8 * 1024 * 1024,
-	})
-	if err != nil {
-		return fmt.Errorf("async: event stream: %w", err)
+	for p := range e.cfg.Partitions {
+		_, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:       partitionStream(p),
+			Subjects:   []string{eventSubject + "." + strconv.Itoa(p) + ".>"},
+			Retention:  jetstream.WorkQueuePolicy,
+			Storage:    jetstream.FileStorage,
+			Duplicates: 2 * time.Minute,
+			MaxMsgSize: 8 * 1024 * 1024,
+		})
+		if err != nil {
+			return fmt.Errorf("async: event stream: %w", err)
+		}
+		_, err = e.js.CreateOrUpdateConsumer(ctx, partitionStream(p), jetstream.ConsumerConfig{
+			Durable:       pollerName,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       e.cfg.Lease,
+			MaxDeliver:    -1,
+			MaxAckPending: 100000,
+		})
+		if err != nil {
+			return fmt.Errorf("async: poller consumer: %w", err)
+		}
 	}
-	_, err = e.js.CreateOrUpdateConsumer(ctx, eventStream, jetstream.ConsumerConfig{
-		Durable:       pollerName,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       e.cfg.Lease,
-		MaxDeliver:    -1,
-		MaxAckPending: 100000,
-	})
-	if err != nil {
-		return fmt.Errorf("async: poller consumer: %w", err)
-	}
+	var err error
 	e.runs, err = e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:  runsBucket,
 		TTL:     DefaultMaxAge + time.Hour,
@@ -258,8 +296,12 @@ func (e *Engine) Close() {
 // Stats returns a snapshot of the engine's counters plus the queue depth.
 func (e *Engine) Stats(ctx context.Context) StatsSnapshot {
 	s := e.stats.snapshot()
-	if info, err := e.js.Stream(ctx, eventStream); err == nil {
-		s.QueueDepth = info.CachedInfo().State.Msgs
+	for p := range e.cfg.Partitions {
+		if st, err := e.js.Stream(ctx, partitionStream(p)); err == nil {
+			if info, err := st.Info(ctx); err == nil {
+				s.QueueDepth += info.State.Msgs
+			}
+		}
 	}
 	return s
 }

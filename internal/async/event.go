@@ -70,8 +70,6 @@ func (ev *event) configQualifier() string {
 	return ev.Qualifier
 }
 
-func (ev *event) runsKey() string { return ev.RequestID + "_" + strconv.Itoa(ev.Attempts) }
-
 // decodeEvent reads an event from message headers; it never trusts them to
 // be well formed (the store may be shared with an external NATS).
 func decodeEvent(h nats.Header, data []byte) (*event, error) {

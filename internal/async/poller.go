@@ -3,6 +3,7 @@ package async
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"time"
 
@@ -34,14 +35,14 @@ func (e *Engine) Enqueue(ctx context.Context, in *frontend.AsyncEvent) error {
 }
 
 func (e *Engine) publishEvent(ctx context.Context, ev *event) error {
-	_, err := e.js.PublishMsg(ctx, ev.msg(eventSubject+"."+ev.Account), jetstream.WithMsgID(ev.msgID()))
+	subj := eventSubject + "." + strconv.Itoa(e.partition(ev.RequestID)) + "." + ev.Account
+	_, err := e.js.PublishMsg(ctx, ev.msg(subj), jetstream.WithMsgID(ev.msgID()))
 	return err
 }
 
 // poll leases events (only as many as there are free run slots, so no
 // leased event waits in a buffer while its lease runs out) and runs each.
-func (e *Engine) poll(ctx context.Context, cons jetstream.Consumer) {
-	slots := make(chan struct{}, e.cfg.Concurrency)
+func (e *Engine) poll(ctx context.Context, cons jetstream.Consumer, slots chan struct{}) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for ctx.Err() == nil {
@@ -52,7 +53,9 @@ func (e *Engine) poll(ctx context.Context, cons jetstream.Consumer) {
 		}
 		n := 1
 	more:
-		for n < e.cfg.Concurrency {
+		// Each partition takes at most its share per fetch, so an idle
+		// partition's pending fetch never holds every free slot.
+		for n < max(1, e.cfg.Concurrency/e.cfg.Partitions) {
 			select {
 			case slots <- struct{}{}:
 				n++
@@ -140,9 +143,23 @@ func (e *Engine) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	delivered := uint64(1)
+	if md, err := msg.Metadata(); err == nil {
+		delivered = md.NumDelivered
+	}
+	// A redelivery that does not follow one of our own naks means the
+	// previous delivery's lease ran out (server killed, poller stuck): that
+	// delivery may have run the function, so this run may be a duplicate.
+	// Naks are journaled (rare path) so the common path writes nothing extra.
+	if delivered > 1 {
+		if _, err := e.runs.Get(ctx, nakKey(ev, delivered-1)); errors.Is(err, jetstream.ErrKeyNotFound) {
+			e.stats.Duplicates.Add(1)
+			e.log.Info("event redelivered after a lost lease; it may run twice", "request_id", ev.RequestID, "attempt", ev.Attempts+1)
+		}
+	}
 	now := e.now()
 	if wait := time.UnixMilli(ev.NotBeforeMs).Sub(now); wait > 0 {
-		_ = msg.NakWithDelay(wait)
+		e.nak(ctx, msg, ev, delivered, wait)
 		return
 	}
 	p := e.policy(ev)
@@ -155,17 +172,6 @@ func (e *Engine) handle(ctx context.Context, msg jetstream.Msg) {
 		e.fail(ctx, msg, ev, p, "EventAgeExceeded", nil, log)
 		return
 	}
-	// The runs journal tells a redelivery after a lost lease (server killed,
-	// poller stuck) from a first delivery: that run may have happened.
-	if _, err := e.runs.Create(ctx, ev.runsKey(), []byte{1}); errors.Is(err, jetstream.ErrKeyExists) {
-		e.stats.Duplicates.Add(1)
-		log.Info("event redelivered after a lost lease; it may run twice", "attempt", ev.Attempts+1)
-	} else if err != nil {
-		log.Warn("runs journal", "err", err)
-		_ = msg.NakWithDelay(time.Second)
-		return
-	}
-
 	hctx, stop := context.WithCancel(ctx)
 	go e.extendLease(hctx, msg)
 	e.stats.Runs.Add(1)
@@ -186,22 +192,15 @@ func (e *Engine) handle(ctx context.Context, msg jetstream.Msg) {
 		e.ack(ctx, msg, ev)
 	case ierr != nil:
 		// Throttle or system error: back to the queue with exponential
-		// backoff until the event is too old. This delivery did not run
-		// the function, so its journal entry goes.
-		_ = e.runs.Delete(ctx, ev.runsKey())
-		md, _ := msg.Metadata()
-		n := uint64(1)
-		if md != nil {
-			n = md.NumDelivered
-		}
-		d := e.backoff(n)
+		// backoff until the event is too old.
+		d := e.backoff(delivered)
 		if now := e.now(); now.Add(d).Sub(time.UnixMilli(ev.AcceptedMs)) > p.maxAge {
 			e.fail(ctx, msg, ev, p, "EventAgeExceeded", nil, log)
 			return
 		}
 		e.stats.SystemRetries.Add(1)
 		log.Debug("event throttled or failed before running; backing off", "delay", d, "err", ierr)
-		_ = msg.NakWithDelay(d)
+		e.nak(ctx, msg, ev, delivered, d)
 	case out.FunctionError == "":
 		e.stats.Succeeded.Add(1)
 		if p.onSuccess != "" {
@@ -229,12 +228,26 @@ func (e *Engine) handle(ctx context.Context, msg jetstream.Msg) {
 		}
 		if err := e.publishEvent(ctx, &next); err != nil {
 			log.Warn("requeue retry", "err", err)
-			_ = msg.NakWithDelay(time.Second)
+			e.nak(ctx, msg, ev, delivered, time.Second)
 			return
 		}
 		e.stats.Retries.Add(1)
 		e.ack(ctx, msg, ev)
 	}
+}
+
+// nakKey names the journal entry of our own nak of one delivery.
+func nakKey(ev *event, delivered uint64) string {
+	return ev.RequestID + "_" + strconv.Itoa(ev.Attempts) + "_" + strconv.FormatUint(delivered, 10)
+}
+
+// nak returns the event to the queue for delay, journaling that this
+// redelivery is ours so it is not counted as a duplicate.
+func (e *Engine) nak(ctx context.Context, msg jetstream.Msg, ev *event, delivered uint64, delay time.Duration) {
+	if _, err := e.runs.Put(ctx, nakKey(ev, delivered), []byte{1}); err != nil {
+		e.log.Warn("journal nak", "request_id", ev.RequestID, "err", err)
+	}
+	_ = msg.NakWithDelay(delay)
 }
 
 func (e *Engine) scale(d time.Duration) time.Duration {
@@ -287,7 +300,11 @@ func (e *Engine) fail(ctx context.Context, msg jetstream.Msg, ev *event, p polic
 	if p.onFailure != "" {
 		if !e.deliver(ctx, p.onFailure, ev, e.record(ev, condition, count, out), log) {
 			// Keep the event: the destination may come back.
-			_ = msg.NakWithDelay(e.scale(time.Minute))
+			delivered := uint64(1)
+			if md, err := msg.Metadata(); err == nil {
+				delivered = md.NumDelivered
+			}
+			e.nak(ctx, msg, ev, delivered, e.scale(time.Minute))
 			return
 		}
 	} else {

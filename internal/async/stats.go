@@ -7,6 +7,7 @@ type Stats struct {
 	Accepted, Runs, Succeeded, FunctionErrors, Retries, SystemRetries atomic.Int64
 	Duplicates, AgeExpired, RetriesExhausted, Dropped, Malformed      atomic.Int64
 	DestinationDeliveries, DestinationFailures                        atomic.Int64
+	MappingBatches, MappingRecordFailures                             atomic.Int64
 }
 
 // StatsSnapshot is what the metrics route returns.
@@ -24,6 +25,8 @@ type StatsSnapshot struct {
 	Malformed             int64  `json:"Malformed"`
 	DestinationDeliveries int64  `json:"DestinationDeliveries"`
 	DestinationFailures   int64  `json:"DestinationFailures"`
+	MappingBatches        int64  `json:"MappingBatches"`
+	MappingRecordFailures int64  `json:"MappingRecordFailures"`
 	QueueDepth            uint64 `json:"QueueDepth"`
 }
 
@@ -34,5 +37,6 @@ func (s *Stats) snapshot() StatsSnapshot {
 		Duplicates: s.Duplicates.Load(), AgeExpired: s.AgeExpired.Load(), RetriesExhausted: s.RetriesExhausted.Load(),
 		Dropped: s.Dropped.Load(), Malformed: s.Malformed.Load(),
 		DestinationDeliveries: s.DestinationDeliveries.Load(), DestinationFailures: s.DestinationFailures.Load(),
+		MappingBatches: s.MappingBatches.Load(), MappingRecordFailures: s.MappingRecordFailures.Load(),
 	}
 }

@@ -14,6 +14,9 @@
 // It must never: interpret a part's commands or state, call a Part from more
 // than the Raft FSM goroutine at a time, or let a Part see wall-clock time or
 // randomness (proposers put timestamps and ids into the command, so every
-// replica computes the same state). Joining a cluster is a seam
-// (Config.Join) that is not implemented yet.
+// replica computes the same state). A static cluster (Config.Peers over TCP)
+// bootstraps every voter with the same configuration; Apply works only on
+// the leader (a part that needs writes from followers forwards them itself,
+// as counting does). Joining a running cluster (Config.Join) is not
+// implemented yet.
 package consensus

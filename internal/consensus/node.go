@@ -48,10 +48,20 @@ type Config struct {
 	// Join lists voters of an existing cluster to join instead of
 	// bootstrapping. This is the cluster seam; it is not implemented yet.
 	Join []string
+	// Peers, when set, is the whole static voter set (this node included,
+	// by NodeID) and needs Bind. Every node bootstraps the same
+	// configuration on first start; Start returns once a leader is known.
+	Peers []Peer
 	// SnapshotThreshold is how many log entries trigger a snapshot
 	// (0 → 8192).
 	SnapshotThreshold uint64
 	Logger            *slog.Logger
+}
+
+// Peer is one voter of a static cluster.
+type Peer struct {
+	ID   string
+	Addr string // its Raft Bind address
 }
 
 // Errors callers may match.
@@ -99,6 +109,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if cfg.Dir == "" {
 		return nil, errors.New("consensus: Config.Dir is required")
+	}
+	if len(cfg.Peers) > 0 && cfg.Bind == "" {
+		return nil, errors.New("consensus: Config.Peers needs Config.Bind")
 	}
 	if len(cfg.Join) > 0 {
 		return nil, errors.New("consensus: joining a cluster (Config.Join) is not implemented yet")
@@ -235,6 +248,13 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.cfg.SnapshotThreshold > 0 {
 		conf.SnapshotThreshold = n.cfg.SnapshotThreshold
 	}
+	if len(n.cfg.Peers) > 0 {
+		// A leader loss must be noticed and repaired well within the 5 s
+		// admission budget; loopback and LAN round trips are sub-ms.
+		conf.HeartbeatTimeout = 500 * time.Millisecond
+		conf.ElectionTimeout = 500 * time.Millisecond
+		conf.LeaderLeaseTimeout = 250 * time.Millisecond
+	}
 	if n.cfg.Bind == "" {
 		// One voter talks to nobody, so there is no reason to wait the
 		// defaults (1 s) before electing itself; this makes startup ~100 ms.
@@ -252,6 +272,12 @@ func (n *Node) Start(ctx context.Context) error {
 		boot := raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter, ID: conf.LocalID, Address: n.trans.LocalAddr(),
 		}}}
+		if len(n.cfg.Peers) > 0 {
+			boot.Servers = nil
+			for _, p := range n.cfg.Peers {
+				boot.Servers = append(boot.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
+			}
+		}
 		if err := raft.BootstrapCluster(conf, n.store, n.store, n.snaps, n.trans, boot); err != nil {
 			return fmt.Errorf("consensus: bootstrap: %w", err)
 		}
@@ -272,6 +298,20 @@ func (n *Node) Start(ctx context.Context) error {
 func (n *Node) waitReady(ctx context.Context) error {
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
+	if len(n.cfg.Peers) > 0 {
+		// In a cluster this node may follow; it is ready once it knows a
+		// leader (its replica then catches up in the background).
+		for {
+			if addr, _ := n.raft.LeaderWithID(); addr != "" {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("consensus: waiting for a leader: %w", ctx.Err())
+			case <-tick.C:
+			}
+		}
+	}
 	for n.raft.State() != raft.Leader {
 		select {
 		case <-ctx.Done():
@@ -342,6 +382,21 @@ func (n *Node) IsLeader() bool {
 	n.mu.Unlock()
 	return r != nil && r.State() == raft.Leader
 }
+
+// Leader returns the current leader's node id ("" when none is known).
+func (n *Node) Leader() string {
+	n.mu.Lock()
+	r := n.raft
+	n.mu.Unlock()
+	if r == nil {
+		return ""
+	}
+	_, id := r.LeaderWithID()
+	return string(id)
+}
+
+// ID is this node's id.
+func (n *Node) ID() string { return n.nodeID }
 
 // Snapshot forces a snapshot of every part now (normally Raft takes one
 // every SnapshotThreshold entries) and compacts the log behind it.

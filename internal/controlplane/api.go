@@ -115,6 +115,12 @@ func (s *Service) buildRoutes() map[routeKey]routeEntry {
 		{"GET", "eic"}:      {"GetFunctionEventInvokeConfig", s.getEventInvokeConfig},
 		{"DELETE", "eic"}:   {"DeleteFunctionEventInvokeConfig", s.deleteEventInvokeConfig},
 		{"GET", "eic/list"}: {"ListFunctionEventInvokeConfigs", s.listEventInvokeConfigs},
+		// esm.go
+		{"POST", "esm"}:        {"CreateEventSourceMapping", s.createESM},
+		{"GET", "esm"}:         {"ListEventSourceMappings", s.listESMs},
+		{"GET", "esm/{id}"}:    {"GetEventSourceMapping", s.getESM},
+		{"PUT", "esm/{id}"}:    {"UpdateEventSourceMapping", s.updateESM},
+		{"DELETE", "esm/{id}"}: {"DeleteEventSourceMapping", s.deleteESM},
 		// Concurrency (concurrency.go): the path dates differ per operation.
 		{"PUT", "2017-10-31/functions/{fn}/concurrency"}:                {"PutFunctionConcurrency", s.putFunctionConcurrency},
 		{"GET", "2019-09-30/functions/{fn}/concurrency"}:                {"GetFunctionConcurrency", s.getFunctionConcurrency},
@@ -151,6 +157,11 @@ func (s *Service) route(method string, p []string) (string, handlerFunc) {
 		shape = p[0] + "/functions/{fn}/" + p[3]
 	case len(p) == 5 && p[0] == "2026-01-01" && p[1] == "kiln" && p[2] == "accounts":
 		shape = "kiln/accounts/{id}/" + p[4]
+	case p[0] == "2015-03-31" && p[1] == "event-source-mappings" && len(p) <= 3:
+		shape = "esm"
+		if len(p) == 3 {
+			shape = "esm/{id}"
+		}
 	case p[0] == "2019-09-25" && p[1] == "functions" && len(p) >= 4 && p[3] == "event-invoke-config":
 		switch {
 		case len(p) == 4:

@@ -102,6 +102,7 @@ type Service struct {
 	conc    Concurrency       // counting's limits (concurrency.go); nil until set
 	prov    Provisioning      // provisioned concurrency (provisioned.go); nil until set
 	eic     *eventInvokeStore // FunctionEventInvokeConfig (eventinvoke.go)
+	esm     *esmStore         // event-source mappings (esm.go)
 }
 
 // New builds the service and registers its state on cfg.Node, which must
@@ -144,6 +145,8 @@ func New(cfg Config) (*Service, error) {
 	cfg.Node.Register(PartName, part{s})
 	s.eic = newEventInvokeStore(s)
 	cfg.Node.Register(EventInvokePartName, s.eic)
+	s.esm = &esmStore{m: map[string]*EventSourceMapping{}}
+	cfg.Node.Register(ESMPartName, s.esm)
 	return s, nil
 }
 

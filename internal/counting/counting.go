@@ -94,8 +94,11 @@ func (p *localPool) usable() int {
 
 // exhaustedBackoff is how long a pool the state could not grow stays marked
 // exhausted: throttles under overload are then decided locally, not by a
-// Raft command each. A local Release clears the mark.
+// Raft command each (at most one per pool per backoff on each frontend).
 const exhaustedBackoff = 100 * time.Millisecond
+
+// slowLeaseTimeout bounds the one lease command an invoke may wait for.
+const slowLeaseTimeout = 2 * time.Second
 
 // NewCounter starts a Counter; Close stops its renewal loop and hands its
 // tokens back.
@@ -184,7 +187,11 @@ func (c *Counter) acquireSlow(ctx context.Context, key pool, reserved int) (Toke
 		c.leaseMu.Unlock()
 		return Token{}, throttle(reserved > 0)
 	}
-	err := c.renewLocked(ctx, key)
+	// Bounded: an invoke never waits long on consensus; without it the
+	// answer is a retryable error, not a hang.
+	rctx, cancel := context.WithTimeout(ctx, slowLeaseTimeout)
+	err := c.renewLocked(rctx, key)
+	cancel()
 	c.leaseMu.Unlock()
 	if err != nil {
 		c.log.Warn("counting: lease failed", "err", err)
@@ -210,8 +217,9 @@ func (c *Counter) Release(t Token) {
 		return
 	}
 	c.mu.Lock()
+	// The freed token is admitted locally; the exhausted mark stays, since
+	// only another frontend's release could let the state grant more.
 	p.inUse--
-	p.exhausted = time.Time{}
 	c.mu.Unlock()
 }
 
@@ -239,7 +247,9 @@ func (c *Counter) renewLocked(ctx context.Context, grow pool) error {
 			p.lastUsed = now
 		}
 		if now.Sub(p.lastUsed) < idle {
-			n += c.cfg.Block
+			// Grow geometrically so a burst from 0 to a high concurrency
+			// takes a few lease commands, not one per Block.
+			n += max(c.cfg.Block, p.inUse/2)
 		}
 		if n == p.granted && p.shrinkTo < 0 && k != grow {
 			continue
@@ -272,6 +282,11 @@ func (c *Counter) renewLocked(ctx context.Context, grow pool) error {
 	for _, w := range want {
 		if p := c.pools[w.Pool]; p != nil {
 			p.shrinkTo = -1
+			if err != nil && w.N < p.granted {
+				// The shrink may have been applied though the reply was
+				// lost: assume it was. (A lost grow is simply not used.)
+				p.granted = w.N
+			}
 		}
 	}
 	if err != nil {

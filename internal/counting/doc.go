@@ -19,6 +19,11 @@
 // margin before its lease ends, so the safety argument needs clocks to agree
 // within that margin.
 //
+// Scaler is the scaling rate (new execution environments per function per
+// window, a continuously refilled token bucket); its buckets are local to a
+// frontend. ClusterProposer and ForwardHandler carry counting commands from
+// a follower to the Raft leader, since hashicorp/raft does not forward.
+//
 // It must never: block an invoke on I/O when leased tokens are at hand,
 // or admit more than a limit allows.
 package counting

@@ -301,8 +301,9 @@ type Mount struct {
 // IsolationReporter is implemented by backends that run each sandbox in its
 // own root filesystem, namespaces and network. Their Specs are written in
 // in-sandbox terms: Argv, Env and Dir name paths inside the sandbox, host
-// directories reach it only through Spec.Mounts, /tmp is the backend's own
-// (Spec.TmpBytes; TmpDir is ignored) and the network is the sandbox's own.
+// directories reach it only through Spec.Mounts (read-only) and TmpDir
+// (writable, shown at its own host path), /tmp is the backend's own
+// (Spec.TmpBytes) and the network is the sandbox's own.
 type IsolationReporter interface {
 	Isolated() bool
 }

@@ -68,6 +68,7 @@ func (s *Server) startAsync(ctx context.Context, ref *asyncRef, fe *frontend.Fro
 		Region:     s.cfg.Region,
 		Invoker:    fe,
 		Configs:    cfgs,
+		Mappings:   s.cp,
 		RetryScale: s.cfg.Async.RetryScale,
 		Lease:      s.cfg.Async.Lease,
 		NoSync:     s.cfg.Async.NoSync,

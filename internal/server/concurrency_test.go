@@ -211,9 +211,9 @@ func TestScalingRate(t *testing.T) {
 	errs := make([]error, 2)
 	for i := range errs {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = invoke("1") }()
+		go func() { defer wg.Done(); errs[i] = invoke("2") }()
 	}
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(700 * time.Millisecond) // both are past Reserve, busy sleeping
 	wantThrottle(t, invoke("0"), types.ThrottleReasonFunctionInvocationRateLimitExceeded)
 	wg.Wait()
 	for _, err := range errs {
@@ -330,6 +330,34 @@ func TestProvisionedConcurrency(t *testing.T) {
 	if st := key(); st.Idle != 2 {
 		t.Fatalf("after keep-alive: %+v, want only the 2 provisioned left", st)
 	}
+	// Moving the alias moves its provisioned concurrency to the new version.
+	if _, err := c.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String("p"), Description: aws.String("v2")}); err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, c, "p")
+	v2, err := c.PublishVersion(ctx, &lambda.PublishVersionInput{FunctionName: aws.String("p")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UpdateAlias(ctx, &lambda.UpdateAliasInput{FunctionName: aws.String("p"), Name: aws.String("live"), FunctionVersion: v2.Version}); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		out, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("p"), Qualifier: aws.String("live"), Payload: []byte(`{}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct{ Init string }
+		_ = json.Unmarshal(out.Payload, &r)
+		if aws.ToString(out.ExecutedVersion) == aws.ToString(v2.Version) && r.Init == "provisioned-concurrency" && key().Idle == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("provisioned concurrency did not follow the alias: version %s init %s %+v", aws.ToString(out.ExecutedVersion), r.Init, key())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if _, err := c.DeleteProvisionedConcurrencyConfig(ctx, &lambda.DeleteProvisionedConcurrencyConfigInput{FunctionName: aws.String("p"), Qualifier: aws.String("live")}); err != nil {
 		t.Fatal(err)
 	}
@@ -341,4 +369,20 @@ func TestProvisionedConcurrency(t *testing.T) {
 	if st := key(); st.Idle != 0 {
 		t.Fatalf("after delete: %+v sandboxes left", st)
 	}
+}
+
+// waitActive waits for a function's last update to finish.
+func waitActive(t *testing.T, c *lambda.Client, name string) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		out, err := c.GetFunctionConfiguration(context.Background(), &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.LastUpdateStatus != types.LastUpdateStatusInProgress {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("function update never finished")
 }

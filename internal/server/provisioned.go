@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/kiln-dev/kiln/internal/controlplane"
@@ -19,6 +20,11 @@ type provisioning struct {
 	cp    *controlplane.Service
 	wm    *workermgr.Manager
 	log   *slog.Logger
+
+	mu   sync.Mutex
+	keys map[string]string // account/function/qualifier → provisioned version key
+	stop chan struct{}
+	done chan struct{}
 }
 
 // spec is the sandbox spec of the version a qualifier names; it must match
@@ -60,7 +66,7 @@ func (p *provisioning) PutProvisioned(ctx context.Context, account, function, qu
 	if err := p.store.PutProvisioned(ctx, account, function, qualifier, n); err != nil {
 		return controlplane.ProvisionedStatus{}, err
 	}
-	p.wm.Provision(spec, n)
+	p.provision(account, function, qualifier, spec, n)
 	pc, _ := p.store.Provisioned(account, function, qualifier)
 	return p.status(ctx, account, function, pc), nil
 }
@@ -78,7 +84,7 @@ func (p *provisioning) DeleteProvisioned(ctx context.Context, account, function,
 		return err
 	}
 	if spec, err := p.spec(ctx, account, function, qualifier); err == nil {
-		p.wm.Provision(spec, 0)
+		p.provision(account, function, qualifier, spec, 0)
 	}
 	return nil
 }
@@ -91,15 +97,68 @@ func (p *provisioning) ListProvisioned(ctx context.Context, account, function st
 	return out
 }
 
-// restore re-creates the provisioned sandboxes of every configuration (after
-// a start, the replicated configuration is there but no sandbox is).
-func (p *provisioning) restore(ctx context.Context) {
+// provision points a configuration at spec's version with n sandboxes; if
+// it pointed at another version (its alias moved), that one's provisioned
+// sandboxes are released.
+func (p *provisioning) provision(account, function, qualifier string, spec worker.FunctionSpec, n int) {
+	id := account + "/" + function + "/" + qualifier
+	p.mu.Lock()
+	old := p.keys[id]
+	if n > 0 {
+		p.keys[id] = spec.Key
+	} else {
+		delete(p.keys, id)
+	}
+	p.mu.Unlock()
+	if old != "" && old != spec.Key {
+		p.wm.Provision(worker.FunctionSpec{Key: old}, 0)
+	}
+	p.wm.Provision(spec, n)
+}
+
+// start re-creates every configuration's sandboxes (after a start the
+// replicated configuration is there but no sandbox is), then keeps them
+// following their aliases until Close.
+func (p *provisioning) start(ctx context.Context, every time.Duration) {
+	p.keys = map[string]string{}
+	p.stop, p.done = make(chan struct{}), make(chan struct{})
+	p.reconcile(ctx)
+	go func() {
+		defer close(p.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+				p.reconcile(context.Background())
+			}
+		}
+	}()
+}
+
+func (p *provisioning) close() {
+	if p.stop != nil {
+		close(p.stop)
+		<-p.done
+	}
+}
+
+// reconcile provisions each configuration on the version its qualifier
+// names now.
+func (p *provisioning) reconcile(ctx context.Context) {
 	for _, t := range p.store.AllProvisioned() {
 		spec, err := p.spec(ctx, t.Account, t.Function, t.Qualifier)
 		if err != nil {
-			p.log.Warn("provisioned concurrency target is gone", "account", t.Account, "function", t.Function, "qualifier", t.Qualifier, "err", err)
-			continue
+			continue // the function is gone; ForgetFunction drops the config
 		}
-		p.wm.Provision(spec, t.Requested)
+		id := t.Account + "/" + t.Function + "/" + t.Qualifier
+		p.mu.Lock()
+		same := p.keys[id] == spec.Key
+		p.mu.Unlock()
+		if !same || p.wm.Provisioned(spec.Key) < t.Requested {
+			p.provision(t.Account, t.Function, t.Qualifier, spec, t.Requested)
+		}
 	}
 }

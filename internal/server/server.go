@@ -61,6 +61,7 @@ type Server struct {
 	node     *consensus.Node
 	counts   *counting.Store
 	counter  *counting.Counter
+	prov     *provisioning
 	cp       *controlplane.Service
 	worker   *worker.Worker
 	backend  *linux.Backend
@@ -152,7 +153,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Isolation:      cfg.Isolation,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("server: sandbox backend: %w (run as root, or pass --unsafe-no-cgroups for development)", err)
+		return nil, fmt.Errorf("server: sandbox backend: %w (run as root, or pass --unsafe-no-isolation and --unsafe-no-cgroups for development)", err)
 	}
 	if err := s.backend.Cleanup(ctx); err != nil {
 		log.Warn("cleanup leftover sandboxes", "err", err)
@@ -183,9 +184,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.cp.OnRetire(s.wm.Retire)
-	prov := &provisioning{store: s.counts, cp: s.cp, wm: s.wm, log: log}
-	s.cp.SetProvisioning(prov)
-	prov.restore(ctx)
+	s.prov = &provisioning{store: s.counts, cp: s.cp, wm: s.wm, log: log}
+	s.cp.SetProvisioning(s.prov)
+	s.prov.start(ctx, time.Second)
 
 	// One frontend in this process: one lease holder. The holder id is new
 	// per start, so a crashed predecessor's lease simply expires.
@@ -262,6 +263,9 @@ func (s *Server) shutdown(ctx context.Context) {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		_ = s.counter.Close(cctx)
 		cancel()
+	}
+	if s.prov != nil {
+		s.prov.close()
 	}
 	if s.wm != nil {
 		s.wm.Close()

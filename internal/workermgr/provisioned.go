@@ -59,12 +59,17 @@ func (p *provisionedPool) dropProvisioned() []*entry {
 func (m *Manager) Provision(spec worker.FunctionSpec, n int) {
 	spec.Provisioned = true
 	m.mu.Lock()
+	if m.isRetired(spec.Key) {
+		// The version was deleted or replaced after it was resolved: a
+		// retired key stays retired, so there is nothing to provision.
+		m.mu.Unlock()
+		return
+	}
 	p := m.pools[spec.Key]
 	if p == nil {
 		p = &pool{}
 		m.pools[spec.Key] = p
 	}
-	delete(m.retired, spec.Key)
 	p.provTarget, p.provSpec = n, spec
 	var victims []*entry
 	for p.provAlive > p.provTarget && len(p.prov) > 0 {

@@ -199,6 +199,42 @@ func TestAsyncInvoke(t *testing.T) {
 		t.Errorf("metrics %d %v", code, m)
 	}
 
+	// A queue feeding the function through an event-source mapping drains.
+	srcArn := s.createQueue(t, "src")
+	if _, err := c.CreateEventSourceMapping(ctx(), &lambda.CreateEventSourceMappingInput{
+		FunctionName: aws.String("apy"), EventSourceArn: aws.String(srcArn), BatchSize: aws.Int32(5),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		s.kiln(t, "POST", "/2026-01-01/kiln/queues/src/messages", []byte(fmt.Sprintf(`{"n":%d}`, i)), nil)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		var qs struct {
+			Queues []struct {
+				QueueName string
+				Messages  int `json:"ApproximateNumberOfMessages"`
+			}
+		}
+		s.kiln(t, "GET", "/2026-01-01/kiln/queues", nil, &qs)
+		var mm map[string]any
+		s.kiln(t, "GET", "/2026-01-01/kiln/async/metrics", nil, &mm)
+		left := -1
+		for _, q := range qs.Queues {
+			if q.QueueName == "src" {
+				left = q.Messages
+			}
+		}
+		if left == 0 && mm["MappingBatches"].(float64) >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mapped queue did not drain: %d left, metrics %v", left, mm)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	// The kiln queue verbs on the same server.
 	for _, step := range []struct {
 		args []string
@@ -269,4 +305,8 @@ func TestAsyncSigkill(t *testing.T) {
 	var m map[string]any
 	s2.kiln(t, "GET", "/2026-01-01/kiln/async/metrics", nil, &m)
 	t.Logf("after SIGKILL: %d events, %d duplicate records, metrics %v", n, dups, m)
+	// Events leased when the server died are redelivered and counted.
+	if d, _ := m["Duplicates"].(float64); d < 1 {
+		t.Errorf("no redelivery counted after SIGKILL with events in flight: %v", m)
+	}
 }

@@ -97,7 +97,7 @@ func startServer(t *testing.T) *server {
 	}
 	build(t)
 	s := &server{dataDir: t.TempDir(), out: &syncBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(kilnBin, "server", "--isolation", "--listen", "127.0.0.1:0", "--data-dir", s.dataDir, "--log-level", "warn", "--keep-alive", "1m")
+	s.cmd = exec.Command(kilnBin, "server", "--listen", "127.0.0.1:0", "--data-dir", s.dataDir, "--log-level", "warn", "--keep-alive", "1m")
 	pr, pw := io.Pipe()
 	s.cmd.Stdout = pw
 	s.cmd.Stderr = s.out

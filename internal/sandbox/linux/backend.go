@@ -143,6 +143,12 @@ func newBackend(cfg Config, drv driver) (*Backend, error) {
 	if drv != nil {
 		attrs = append(attrs, "cgroup_version", drv.version())
 	}
+	if is != nil {
+		for range cap(is.pool) {
+			is.poolWG.Add(1)
+			go b.fillPool()
+		}
+	}
 	b.log.Debug("sandbox backend ready", attrs...)
 	return b, nil
 }
@@ -211,7 +217,7 @@ func (b *Backend) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sand
 	}()
 	undo = append(undo, func() { b.forget(spec.ID) })
 
-	if spec.TmpDir != "" && b.iso == nil {
+	if spec.TmpDir != "" {
 		if err := os.Mkdir(spec.TmpDir, 0o700); err != nil {
 			if errors.Is(err, fs.ErrExist) {
 				return nil, fmt.Errorf("%w: tmp dir %s exists", sandbox.ErrExists, spec.TmpDir)
@@ -230,12 +236,17 @@ func (b *Backend) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sand
 	}
 
 	if b.iso != nil {
-		bi, err := b.createIso(ctx)
+		p, err := b.takeInit(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("sandbox %s: %w", spec.ID, err)
 		}
-		x.iso = bi
-		undo = append(undo, func() { b.releaseIso(bi) })
+		x.init, x.iso = p, p.iso
+		undo = append(undo, func() { b.discard(p) })
+		if spec.TmpDir != "" {
+			if err := os.Chown(spec.TmpDir, x.HostUID(), x.HostUID()); err != nil {
+				return nil, fmt.Errorf("sandbox %s: %w", spec.ID, err)
+			}
+		}
 	}
 
 	b.mu.Lock()
@@ -263,6 +274,9 @@ func (b *Backend) Close() error {
 	}
 	b.closed = true
 	b.mu.Unlock()
+	if b.iso != nil {
+		b.closePool()
+	}
 	b.sp.close()
 	if b.iso != nil {
 		b.iso.close()

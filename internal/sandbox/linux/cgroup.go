@@ -118,6 +118,10 @@ type group interface {
 	// group and must exit. A pid > 0 returned with an error is a child that
 	// must be killed and reaped.
 	spawn(fork forkFunc, sys *syscall.SysProcAttr) (pid int, tainted bool, err error)
+	// enter moves a running process (all its threads) into the group. The
+	// isolated backend's inits are started ahead of need and enter their
+	// sandbox's group before they start anything of the function's.
+	enter(pid int) error
 	// killAll SIGKILLs every process in the group, including ones forked
 	// while it runs, and returns once the group is empty.
 	killAll(ctx context.Context) error

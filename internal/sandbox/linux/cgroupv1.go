@@ -198,6 +198,15 @@ func (g *v1Group) dir(ctrl string) string {
 	return g.dirs[i]
 }
 
+func (g *v1Group) enter(pid int) error {
+	for _, dir := range g.dirs {
+		if err := writeFile(filepath.Join(dir, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
+			return fmt.Errorf("enter sandbox cgroup: %w", err)
+		}
+	}
+	return nil
+}
+
 func (g *v1Group) file(ctrl, name string) string {
 	dir := g.dir(ctrl)
 	if dir == "" {

@@ -194,6 +194,13 @@ func (g *v2Group) paths() []string { return []string{g.dir} }
 
 func (g *v2Group) file(name string) string { return filepath.Join(g.dir, name) }
 
+func (g *v2Group) enter(pid int) error {
+	if err := writeFile(g.file("cgroup.procs"), strconv.Itoa(pid)); err != nil {
+		return fmt.Errorf("enter sandbox cgroup: %w", err)
+	}
+	return nil
+}
+
 func (g *v2Group) setLimits(l limits) error {
 	type w struct{ file, value string }
 	var ws []w

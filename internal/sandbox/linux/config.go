@@ -50,6 +50,11 @@ type Config struct {
 	// root and the runtime's user), so no two sandboxes, and hence no two
 	// accounts, ever share one. Defaults 1879048192 (0x70000000) and 65536.
 	UIDBase, UIDCount uint32
+	// InitPool is how many sandbox inits are kept started ahead of need
+	// (namespaces, uid slot and network made, Kiln's start-up done), so a
+	// cold start pays only for the sandbox's own root and the runtime.
+	// 0 → 2; negative → none.
+	InitPool int
 	// RootDir is an empty host directory each init mounts its new root on,
 	// inside its own mount namespace; default <os.TempDir()>/kiln-sandbox-root.
 	RootDir string

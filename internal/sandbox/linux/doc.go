@@ -4,10 +4,17 @@
 // memory, a pids limit, a private TMPDIR, usage read-back and a kill that
 // reaches every process, including daemonised ones.
 //
-// It owns: the cgroups under Config.CgroupParent, the sandboxes' TmpDirs and
-// the processes it starts. A later version adds namespaces, pivot_root,
-// seccomp and a re-exec'd pid-1 init; the seams for that are the spawner
-// (spawn.go: one place that forks) and the cgroup drivers (cgroup*.go).
+// With Config.Isolation (isolate.go, package nsinit) each sandbox is also
+// its own world: the Kiln binary re-executed as a pid-1 init in new user
+// (two host uids of its own per sandbox), pid, mount, uts, ipc, cgroup and
+// network namespaces, on a read-only root of the host's /usr and libraries
+// with the function's directories mounted read-only, a size-limited tmpfs
+// /tmp, a minimal /dev and /etc, its own /proc, no capabilities,
+// no_new_privs and a seccomp allow-list. Its network has only loopback; the
+// worker's Runtime API listener is opened inside it (Sandbox.Listen).
+//
+// It owns: the cgroups under Config.CgroupParent, the sandboxes' TmpDirs,
+// their network namespaces and uid slots, and the processes it starts.
 //
 // It must never: touch cgroups outside its parent, signal a process it cannot
 // prove belongs to one of its sandboxes, or leave a process running after

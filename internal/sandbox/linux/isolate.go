@@ -11,8 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -30,6 +32,9 @@ const initStartTimeout = 30 * time.Second
 
 // iso is the backend's isolation state.
 type iso struct {
+	pool     chan *initProc // pre-started inits
+	poolStop chan struct{}
+	poolWG   sync.WaitGroup
 	initPath string
 	initFile *os.File // O_PATH: the init is exec'd through it, by a uid that may not walk to initPath
 	rootDir  string
@@ -79,6 +84,12 @@ func newIso(cfg Config) (*iso, error) {
 		return nil, fmt.Errorf("%w: uid range too small", ErrIsolationUnavailable)
 	}
 	i.slots = make([]bool, n/2)
+	pool := cfg.InitPool
+	if pool == 0 {
+		pool = 2
+	}
+	i.pool = make(chan *initProc, max(pool, 0))
+	i.poolStop = make(chan struct{})
 	if i.rootDir == "" {
 		i.rootDir = filepath.Join(os.TempDir(), "kiln-sandbox-root")
 	}
@@ -240,7 +251,7 @@ func (x *box) Listen(ctx context.Context, addr string) (net.Listener, error) {
 // may not be able to walk to src, and a mount opened in the host's mount
 // namespace cannot be bind-mounted from another one; a detached tree can be
 // attached anywhere.
-func detachedMount(src string) (*os.File, bool, error) {
+func detachedMount(src string, readOnly bool) (*os.File, bool, error) {
 	fi, err := os.Stat(src)
 	if err != nil {
 		return nil, false, err
@@ -249,21 +260,15 @@ func detachedMount(src string) (*os.File, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("open_tree: %w", err)
 	}
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	if readOnly {
+		attr.Attr_set |= unix.MOUNT_ATTR_RDONLY
+	}
 	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
 		_ = unix.Close(fd)
 		return nil, false, fmt.Errorf("mount_setattr: %w", err)
 	}
 	return os.NewFile(uintptr(fd), src), fi.IsDir(), nil
-}
-
-// idMap maps the namespace's root and the runtime's user to the slot's two
-// host ids.
-func (x *box) idMaps() (uids, gids []syscall.SysProcIDMap) {
-	h := int(x.b.iso.base) + 2*x.iso.slot
-	uids = []syscall.SysProcIDMap{{ContainerID: 0, HostID: h, Size: 1}, {ContainerID: nsinit.RuntimeUID, HostID: h + 1, Size: 1}}
-	gids = []syscall.SysProcIDMap{{ContainerID: 0, HostID: h, Size: 1}, {ContainerID: nsinit.RuntimeGID, HostID: h + 1, Size: 1}}
-	return uids, gids
 }
 
 // HostUID is the host uid the sandbox's runtime runs as (tests use it).
@@ -274,121 +279,247 @@ func (x *box) HostUID() int {
 	return int(x.b.iso.base) + 2*x.iso.slot + 1
 }
 
-// startIsolatedLocked forks the init into the sandbox's cgroups and
-// namespaces and waits for it to report the runtime started. x.mu is held.
+// initProc is a sandbox init started ahead of its sandbox: in its
+// namespaces, with its uid slot and network, waiting for its Config.
+type initProc struct {
+	iso    *boxIso
+	pid    int
+	pidfd  int // -1 without pidfd support
+	sock   *os.File
+	statR  *os.File
+	status *bufio.Reader
+}
+
+// discard kills and reaps an init that never got (or never started) its
+// sandbox, and releases its slot and network.
+func (b *Backend) discard(p *initProc) {
+	_ = unix.Kill(p.pid, unix.SIGKILL)
+	reap(p.pid)
+	if p.pidfd >= 0 {
+		_ = unix.Close(p.pidfd)
+	}
+	_ = p.sock.Close()
+	_ = p.statR.Close()
+	b.releaseIso(p.iso)
+}
+
+// spawnInit starts an init: new user, pid, mount, uts and ipc namespaces,
+// forked from inside a fresh network namespace, as the root of a fresh uid
+// slot, outside any sandbox cgroup (it enters one in Start).
+func (b *Backend) spawnInit(ctx context.Context) (_ *initProc, err error) {
+	bi, err := b.createIso(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			b.releaseIso(bi)
+		}
+	}()
+	statR, statW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer statW.Close()
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		_ = statR.Close()
+		return nil, fmt.Errorf("config socket: %w", err)
+	}
+	sock, child := os.NewFile(uintptr(pair[0]), "init-config"), os.NewFile(uintptr(pair[1]), "init-config")
+	defer child.Close()
+	dn := b.devnull.Fd()
+	files := []uintptr{dn, dn, dn, statW.Fd(), child.Fd(), b.iso.initFile.Fd()}
+	// Exec'd through its descriptor: the init runs as an unprivileged host
+	// uid that may not be able to walk to the binary's path.
+	initExe := "/proc/self/fd/5"
+	h := int(b.iso.base) + 2*bi.slot
+	p := &initProc{iso: bi, pidfd: -1, sock: sock, statR: statR}
+	sys := &syscall.SysProcAttr{
+		Setpgid:    true,
+		Pdeathsig:  syscall.SIGKILL,
+		Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC,
+		// The namespace's root and the runtime's user, each a host id of
+		// this slot's own.
+		UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: h, Size: 1}, {ContainerID: nsinit.RuntimeUID, HostID: h + 1, Size: 1}},
+		GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: h, Size: 1}, {ContainerID: nsinit.RuntimeGID, HostID: h + 1, Size: 1}},
+		GidMappingsEnableSetgroups: true,
+		Credential:                 &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}},
+	}
+	if b.pidfd {
+		sys.PidFD = &p.pidfd
+	}
+	attr := &syscall.ProcAttr{Dir: "/", Env: []string{nsinit.EnvMarker + "=" + nsinit.EnvValue}, Files: files, Sys: sys}
+	var ferr error
+	err = b.sp.do(ctx, func() bool {
+		// Forked from inside the sandbox's network namespace: a user
+		// namespace's root could not join one the host owns.
+		if ferr = unix.Setns(bi.netfd, unix.CLONE_NEWNET); ferr != nil {
+			return false
+		}
+		p.pid, ferr = syscall.ForkExec(initExe, []string{nsinit.Argv0}, attr)
+		return unix.Setns(b.iso.hostNet, unix.CLONE_NEWNET) != nil
+	})
+	if err == nil {
+		err = ferr
+	}
+	if err != nil {
+		if p.pid > 0 {
+			_ = unix.Kill(p.pid, unix.SIGKILL)
+			reap(p.pid)
+		}
+		if p.pidfd >= 0 {
+			_ = unix.Close(p.pidfd)
+		}
+		_ = sock.Close()
+		_ = statR.Close()
+		return nil, fmt.Errorf("start init: %w", err)
+	}
+	p.status = bufio.NewReader(statR)
+	return p, nil
+}
+
+// takeInit returns a pre-started init, or starts one.
+func (b *Backend) takeInit(ctx context.Context) (*initProc, error) {
+	select {
+	case p := <-b.iso.pool:
+		return p, nil
+	default:
+	}
+	return b.spawnInit(ctx)
+}
+
+// fillPool keeps Config.InitPool inits ready until Close.
+func (b *Backend) fillPool() {
+	defer b.iso.poolWG.Done()
+	for {
+		select {
+		case <-b.iso.poolStop:
+			return
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), initStartTimeout)
+		p, err := b.spawnInit(ctx)
+		cancel()
+		if err != nil {
+			b.log.Warn("cannot pre-start a sandbox init", "err", err)
+			select {
+			case <-b.iso.poolStop:
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		select {
+		case b.iso.pool <- p:
+		case <-b.iso.poolStop:
+			b.discard(p)
+			return
+		}
+	}
+}
+
+// closePool stops the filler and discards the ready inits.
+func (b *Backend) closePool() {
+	close(b.iso.poolStop)
+	b.iso.poolWG.Wait()
+	for {
+		select {
+		case p := <-b.iso.pool:
+			b.discard(p)
+		default:
+			return
+		}
+	}
+}
+
+// startIsolatedLocked moves the sandbox's init into its cgroups, sends it
+// the Config with stdio and mounts, and waits for it to report the runtime
+// started. x.mu is held.
 func (x *box) startIsolatedLocked(ctx context.Context) error {
+	p := x.init
 	sio, err := newStdio(x.spec.Stdout, x.spec.Stderr, x.b.devnull)
 	if err != nil {
 		return fmt.Errorf("sandbox %s: %w", x.spec.ID, err)
 	}
-	statR, statW, err := os.Pipe()
-	if err != nil {
+	fail := func(err error) error {
 		sio.closeAll()
+		x.init = nil
+		x.b.discard(p) // releases x.iso too
+		x.state = stopped
 		return fmt.Errorf("sandbox %s: %w", x.spec.ID, err)
 	}
-	files := append(sio.fds(), statW.Fd())
-	// Mount sources reach the init as descriptors: it runs as an
-	// unprivileged host uid and may not be able to walk to them by path.
+	if x.grp != nil {
+		if err := x.grp.enter(p.pid); err != nil {
+			return fail(err)
+		}
+	}
+	cfg := nsinit.Config{
+		Argv: x.spec.Argv, Env: x.env(), Dir: x.spec.Dir, RootDir: x.b.iso.rootDir,
+		TmpBytes: x.spec.TmpBytes, Hostname: "localhost", NoFile: nofileLimit, ResolvConf: x.b.iso.resolv,
+	}
+	fds := []int{int(sio.child[0].Fd()), int(sio.child[1].Fd()), int(sio.child[2].Fd())}
 	var srcs []*os.File
 	defer func() {
 		for _, f := range srcs {
 			_ = f.Close()
 		}
 	}()
-	cfg := nsinit.Config{
-		Argv: x.spec.Argv, Env: x.spec.Env, Dir: x.spec.Dir, RootDir: x.b.iso.rootDir,
-		TmpBytes: x.spec.TmpBytes, Hostname: "localhost", NoFile: nofileLimit, ResolvConf: x.b.iso.resolv,
+	mounts := slices.Clone(x.spec.Mounts)
+	if x.spec.TmpDir != "" {
+		mounts = append(mounts, sandbox.Mount{Source: x.spec.TmpDir, Target: x.spec.TmpDir})
 	}
-	for _, m := range x.spec.Mounts {
-		f, isDir, err := detachedMount(m.Source)
+	if len(mounts)+3 > nsinit.MaxFDs {
+		return fail(fmt.Errorf("%w: %d mounts", sandbox.ErrInvalidSpec, len(mounts)))
+	}
+	for _, m := range mounts {
+		// The TmpDir is the one writable mount, at its host path.
+		f, isDir, err := detachedMount(m.Source, m.Source != x.spec.TmpDir)
 		if err != nil {
-			sio.closeAll()
-			_ = statR.Close()
-			_ = statW.Close()
-			return fmt.Errorf("sandbox %s: mount %s: %w", x.spec.ID, m.Source, err)
+			return fail(fmt.Errorf("mount %s: %w", m.Source, err))
 		}
 		srcs = append(srcs, f)
-		cfg.Mounts = append(cfg.Mounts, nsinit.Mount{FD: len(files), Target: m.Target, IsDir: isDir})
-		files = append(files, f.Fd())
+		cfg.Mounts = append(cfg.Mounts, nsinit.Mount{FD: len(fds), Target: m.Target, IsDir: isDir})
+		fds = append(fds, int(f.Fd()))
 	}
-	initExe := "/proc/self/fd/" + strconv.Itoa(len(files))
-	files = append(files, x.b.iso.initFile.Fd())
-	envc, err := nsinit.Encode(&cfg)
+	body, err := nsinit.Encode(&cfg)
 	if err != nil {
-		sio.closeAll()
-		_ = statR.Close()
-		_ = statW.Close()
-		return err
+		return fail(err)
 	}
-	uids, gids := x.idMaps()
-	attr := &syscall.ProcAttr{Dir: "/", Env: []string{envc}, Files: files}
-	pidfd := -1
-	sys := &syscall.SysProcAttr{
-		Setpgid:                    true,
-		Pdeathsig:                  syscall.SIGKILL,
-		Cloneflags:                 unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC,
-		UidMappings:                uids,
-		GidMappings:                gids,
-		GidMappingsEnableSetgroups: true,
-		Credential:                 &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}},
+	rc, err := p.sock.SyscallConn()
+	if err != nil {
+		return fail(err)
 	}
-	if x.b.pidfd {
-		sys.PidFD = &pidfd
-	}
-	fork := func(s *syscall.SysProcAttr) (int, error) {
-		attr.Sys = s
-		return syscall.ForkExec(initExe, []string{nsinit.Argv0}, attr)
-	}
-	var pid int
 	var serr error
-	netfd := x.iso.netfd
-	err = x.b.sp.do(ctx, func() bool {
-		// The init is forked from inside the sandbox's network namespace
-		// (a user namespace's root could not join one the host owns).
-		if serr = unix.Setns(netfd, unix.CLONE_NEWNET); serr != nil {
-			return false
-		}
-		var tainted bool
-		if x.grp != nil {
-			pid, tainted, serr = x.grp.spawn(fork, sys)
-		} else {
-			pid, serr = fork(sys)
-		}
-		return unix.Setns(x.b.iso.hostNet, unix.CLONE_NEWNET) != nil || tainted
+	err = rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), body, unix.UnixRights(fds...), nil, 0)
+		return serr != unix.EAGAIN
 	})
-	_ = statW.Close()
 	sio.closeChildEnds()
 	runtime.KeepAlive(sio)
 	if err == nil {
 		err = serr
 	}
 	if err != nil {
-		if pid > 0 {
-			_ = unix.Kill(pid, unix.SIGKILL)
-			reap(pid)
-			if pidfd >= 0 {
-				_ = unix.Close(pidfd)
-			}
-		}
-		sio.closeAll()
-		_ = statR.Close()
-		return fmt.Errorf("sandbox %s: start init: %w", x.spec.ID, err)
+		return fail(fmt.Errorf("send config to init: %w", err))
 	}
-	x.iso.statf = statR
-	x.iso.status = bufio.NewReader(statR)
+	_ = p.sock.Close()
+
 	// The init reports "ok <pid>" once the runtime is exec'd, or why not.
 	// Read before the wait loop starts, which reads the final status.
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(initStartTimeout)
 	}
-	_ = statR.SetReadDeadline(deadline)
-	line, rerr := x.iso.status.ReadString('\n')
-	_ = statR.SetReadDeadline(time.Time{})
-	x.pid = pid
+	_ = p.statR.SetReadDeadline(deadline)
+	line, rerr := p.status.ReadString('\n')
+	_ = p.statR.SetReadDeadline(time.Time{})
+	x.iso.statf, x.iso.status = p.statR, p.status
+	x.pid = p.pid
 	x.state = running
+	x.init = nil // the wait loop owns the process now
 	sio.startCopying()
-	go x.waitLoop(pid, pidfd, sio)
+	go x.waitLoop(p.pid, p.pidfd, sio)
 	if strings.HasPrefix(line, "ok ") {
 		return nil
 	}
@@ -396,6 +527,13 @@ func (x *box) startIsolatedLocked(ctx context.Context) error {
 	_ = x.killTreeLocked(context.WithoutCancel(ctx))
 	x.killMu.Unlock()
 	if msg, isErr := strings.CutPrefix(strings.TrimSpace(line), "error "); isErr {
+		// "error <errno> <message>": the errno keeps errors.Is working
+		// (a missing bootstrap is fs.ErrNotExist, as without isolation).
+		code, text, _ := strings.Cut(msg, " ")
+		if n, err := strconv.Atoi(code); err == nil && n > 0 {
+			text = strings.TrimSuffix(text, ": "+syscall.Errno(n).Error())
+			return fmt.Errorf("sandbox %s: init: %s: %w", x.spec.ID, text, syscall.Errno(n))
+		}
 		return fmt.Errorf("sandbox %s: init: %s", x.spec.ID, msg)
 	}
 	return fmt.Errorf("sandbox %s: init did not start the runtime: %w", x.spec.ID, errors.Join(rerr, errors.New(strings.TrimSpace(line))))

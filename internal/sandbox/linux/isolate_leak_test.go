@@ -82,6 +82,7 @@ func TestIsolatedNoLeaks(t *testing.T) {
 		}
 	}
 	cycle(-1) // spawner threads, page cache
+	waitPoolSteady(t, b)
 	before := countHost(t, b)
 	t0 := time.Now()
 	for i := range cycles {
@@ -89,18 +90,44 @@ func TestIsolatedNoLeaks(t *testing.T) {
 	}
 	el := time.Since(t0)
 	t.Logf("%d cycles in %v (%.0f sandboxes/s, one at a time)", cycles, el, float64(cycles)/el.Seconds())
+	waitPoolSteady(t, b)
 	after := countHost(t, b)
 	if after.fds > before.fds || after.mounts != before.mounts || after.cgroups != before.cgroups || after.threads > before.threads+4 {
 		t.Errorf("leak after %d cycles: before %+v after %+v", cycles, before, after)
 	}
+	if n := usedSlots(b); n != 2*cap(b.iso.pool) {
+		t.Errorf("%d uid slots in use, want only the pre-started inits' %d", n, 2*cap(b.iso.pool))
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for i, used := range b.iso.slots {
-		if used {
-			t.Errorf("uid slot %d still in use", i)
-		}
-	}
 	if len(b.live) != 0 {
 		t.Errorf("%d sandboxes still live", len(b.live))
+	}
+}
+
+func usedSlots(b *Backend) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, used := range b.iso.slots {
+		if used {
+			n++
+		}
+	}
+	return n
+}
+
+// waitPoolSteady waits until the pool is full and each filler holds its
+// next init, so counts taken then are comparable.
+func waitPoolSteady(t *testing.T, b *Backend) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if len(b.iso.pool) == cap(b.iso.pool) && usedSlots(b) == 2*cap(b.iso.pool) {
+			time.Sleep(20 * time.Millisecond) // let the fillers park
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("pool never filled: %d ready, %d slots used", len(b.iso.pool), usedSlots(b))
+		}
 	}
 }

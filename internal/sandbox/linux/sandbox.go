@@ -45,8 +45,9 @@ const (
 type box struct {
 	b    *Backend
 	spec sandbox.Spec
-	grp  group // nil without cgroups
-	iso  *boxIso // nil without isolation
+	grp  group     // nil without cgroups
+	iso  *boxIso   // nil without isolation
+	init *initProc // isolation: the init waiting for Start; guarded by mu
 	log  *slog.Logger
 	done chan struct{}
 
@@ -88,7 +89,7 @@ func (x *box) HostPaths() []string {
 	if x.grp != nil {
 		p = x.grp.paths()
 	}
-	if x.spec.TmpDir != "" && x.iso == nil {
+	if x.spec.TmpDir != "" {
 		p = append(p, x.spec.TmpDir)
 	}
 	return p
@@ -115,7 +116,10 @@ func (x *box) Start(ctx context.Context) error {
 	default:
 		return sandbox.ErrAlreadyStarted
 	}
-	if x.iso != nil {
+	if x.b.iso != nil {
+		if x.init == nil {
+			return sandbox.ErrAlreadyStarted
+		}
 		return x.startIsolatedLocked(ctx)
 	}
 	sio, err := newStdio(x.spec.Stdout, x.spec.Stderr, x.b.devnull)
@@ -387,6 +391,10 @@ func (x *box) Delete(ctx context.Context) error {
 		x.grp.close()
 	}
 	x.mu.Lock()
+	if x.init != nil {
+		x.b.discard(x.init) // never started
+		x.init = nil
+	}
 	if x.iso != nil {
 		x.b.releaseIso(x.iso)
 	}

@@ -230,6 +230,9 @@ func testEnvDirTmp(t *testing.T, b sandbox.Backend) {
 	spec, _ := newSpec(t, sh(`echo "$FOO"; pwd; echo "$TMPDIR"; touch "$TMPDIR/x" && echo tmp-writable; echo "${HOME-unset}"`)...)
 	spec.Env = append(spec.Env, "FOO=bar baz", "TMPDIR=/not/this")
 	spec.Dir = dir
+	if sandbox.IsIsolated(b) {
+		spec.Mounts = []sandbox.Mount{{Source: dir, Target: dir}}
+	}
 	spec.Stdout = &out
 	s := create(t, b, spec)
 	fi, err := os.Stat(spec.TmpDir)
@@ -401,7 +404,7 @@ func startTree(t *testing.T, b sandbox.Backend) (sandbox.Sandbox, string, []int)
 	if err := s.Start(ctxT(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	pids := []int{s.Pid(), readPidFile(t, filepath.Join(spec.TmpDir, "child")), readPidFile(t, filepath.Join(spec.TmpDir, "daemon"))}
+	pids := []int{mainPid(t, b, s, marker), hostPid(b, s, readPidFile(t, filepath.Join(spec.TmpDir, "child"))), hostPid(b, s, readPidFile(t, filepath.Join(spec.TmpDir, "daemon")))}
 	for _, p := range pids {
 		// A process in the middle of exec briefly has no environment to read.
 		for end := time.Now().Add(2 * time.Second); !isMarked(p, marker); time.Sleep(5 * time.Millisecond) {
@@ -445,9 +448,11 @@ exit 7`)...)
 	if st.Code != 7 {
 		t.Fatalf("status %v, want exit status 7", st)
 	}
-	pids := []int{s.Pid(), readPidFile(t, filepath.Join(spec.TmpDir, "child"))}
+	// Isolated sandboxes' pids are their own namespace's; once they are
+	// gone they cannot be translated, and the marker search covers them.
+	pids := []int{s.Pid(), hostPid(b, s, readPidFile(t, filepath.Join(spec.TmpDir, "child")))}
 	if caps.KillDetached {
-		pids = append(pids, readPidFile(t, filepath.Join(spec.TmpDir, "daemon")))
+		pids = append(pids, hostPid(b, s, readPidFile(t, filepath.Join(spec.TmpDir, "daemon"))))
 	}
 	waitGone(t, pids, marker, caps.KillDetached)
 }
@@ -842,4 +847,64 @@ func sessionOf(pid int) (int, error) {
 		return 0, fmt.Errorf("malformed stat %q", b)
 	}
 	return strconv.Atoi(f[3])
+}
+
+// mainPid is the host pid of the sandbox's main process: Pid, or for an
+// isolating backend, whose Pid is its init, the init's marked child.
+func mainPid(t *testing.T, b sandbox.Backend, s sandbox.Sandbox, marker string) int {
+	t.Helper()
+	if !sandbox.IsIsolated(b) {
+		return s.Pid()
+	}
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		for _, p := range findMarked(marker) {
+			if ppid, _ := statusField(p, "PPid:"); ppid == strconv.Itoa(s.Pid()) {
+				return p
+			}
+		}
+	}
+	t.Fatalf("no main process below the init %d", s.Pid())
+	return 0
+}
+
+// hostPid translates a pid a sandbox process wrote (as its pid namespace
+// numbers it) into the host's; -1 when no such process runs. Without
+// isolation it is the identity.
+func hostPid(b sandbox.Backend, s sandbox.Sandbox, pid int) int {
+	if !sandbox.IsIsolated(b) {
+		return pid
+	}
+	ns, err := os.Readlink("/proc/" + strconv.Itoa(s.Pid()) + "/ns/pid")
+	if err != nil {
+		return -1
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		v, _ := statusField(p, "NSpid:")
+		f := strings.Fields(v)
+		if len(f) < 2 || f[len(f)-1] != strconv.Itoa(pid) {
+			continue
+		}
+		if l, _ := os.Readlink("/proc/" + e.Name() + "/ns/pid"); l == ns {
+			return p
+		}
+	}
+	return -1
+}
+
+func statusField(pid int, key string) (string, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return "", err
+	}
+	for l := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(l, key); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("no %s in status of %d", key, pid)
 }

@@ -7,9 +7,23 @@ import (
 	"os"
 )
 
-// EnvMarker names the environment variable that carries the init's Config
-// (JSON); its presence is what makes a Kiln process the init.
-const EnvMarker = "_KILN_SANDBOX_INIT"
+// EnvMarker names the environment variable that, with Argv0, makes a Kiln
+// process the init. Its value is EnvValue.
+const (
+	EnvMarker = "_KILN_SANDBOX_INIT"
+	EnvValue  = "1"
+)
+
+// ConfigFD is a SOCK_SEQPACKET unix socket on which the init receives one
+// message: its Config as JSON with, as SCM_RIGHTS, stdin, stdout, stderr
+// and then the FD mounts' descriptors (Mount.FD indexes them).
+const ConfigFD = 4
+
+// Limits of the config message.
+const (
+	maxConfig = 1 << 20
+	maxFDs    = 32
+)
 
 // Argv0 is the init's argv[0], so the process list reads well on the host.
 const Argv0 = "kiln-sandbox-init"
@@ -30,6 +44,7 @@ type Mount struct {
 	Source string `json:"source,omitempty"` // a host path the init binds itself
 	// FD is a detached, already read-only mount (open_tree) the backend
 	// made and handed over; the init attaches it at Target.
+	// In the message, FD is an index into the descriptors sent with it.
 	FD     int    `json:"fd,omitempty"`
 	Target string `json:"target"`
 	IsDir  bool   `json:"dir,omitempty"` // for FD mounts
@@ -51,18 +66,23 @@ type Config struct {
 
 // IsInit reports whether this process was started as a sandbox init.
 func IsInit() bool {
-	_, ok := os.LookupEnv(EnvMarker)
-	return ok && len(os.Args) > 0 && os.Args[0] == Argv0
+	return os.Getenv(EnvMarker) == EnvValue && len(os.Args) > 0 && os.Args[0] == Argv0
 }
 
-// Encode returns the environment entry that carries c.
-func Encode(c *Config) (string, error) {
+// Encode returns the config message's body.
+func Encode(c *Config) ([]byte, error) {
 	b, err := json.Marshal(c)
 	if err != nil {
-		return "", fmt.Errorf("nsinit: %w", err)
+		return nil, fmt.Errorf("nsinit: %w", err)
 	}
-	return EnvMarker + "=" + string(b), nil
+	if len(b) > maxConfig {
+		return nil, fmt.Errorf("nsinit: config of %d bytes exceeds %d", len(b), maxConfig)
+	}
+	return b, nil
 }
+
+// MaxFDs bounds the descriptors sent with a config (stdio included).
+const MaxFDs = maxFDs
 
 func decode(s string) (*Config, error) {
 	var c Config

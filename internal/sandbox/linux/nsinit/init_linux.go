@@ -1,11 +1,13 @@
 package nsinit
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -21,20 +23,88 @@ func Main() {
 	unix.CloseOnExec(StatusFD)
 	fail := func(err error) {
 		fmt.Fprintf(os.Stderr, "kiln sandbox init: %v\n", err)
-		fmt.Fprintf(status, "error %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		var errno syscall.Errno
+		errors.As(err, &errno)
+		fmt.Fprintf(status, "error %d %s\n", int(errno), strings.ReplaceAll(err.Error(), "\n", " "))
 		os.Exit(126)
 	}
-	cfg, err := decode(os.Getenv(EnvMarker))
+	os.Clearenv()
+	// The init may wait here a while: the backend starts inits ahead of
+	// need and sends each its sandbox when one is wanted.
+	cfg, err := receive()
 	if err != nil {
 		fail(err)
 	}
-	os.Clearenv()
+	if cfg == nil {
+		os.Exit(0) // the backend closed without using this init
+	}
 	pid, err := setup(cfg)
 	if err != nil {
 		fail(err)
 	}
 	fmt.Fprintf(status, "ok %d\n", pid)
+	// pid 1 stays for the sandbox's life and its memory is charged to the
+	// function: give back what set-up (and the binary's package
+	// initialisation) left behind, and keep the heap small from here on.
+	debug.SetGCPercent(10)
+	debug.FreeOSMemory()
 	os.Exit(supervise(pid, status))
+}
+
+// receive reads the Config and its descriptors (stdin, stdout, stderr, then
+// one per FD mount) from ConfigFD, puts the stdio in place and maps the
+// mounts' indexes to descriptors. nil, nil: the backend closed the socket.
+func receive() (*Config, error) {
+	buf := make([]byte, maxConfig)
+	oob := make([]byte, unix.CmsgSpace(4*maxFDs))
+	var n, oobn int
+	var err error
+	for {
+		n, oobn, _, _, err = unix.Recvmsg(ConfigFD, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("receive config: %w", err)
+	}
+	if n == 0 && oobn == 0 {
+		return nil, nil
+	}
+	_ = unix.Close(ConfigFD)
+	var fds []int
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil {
+		return nil, fmt.Errorf("receive config: %w", err)
+	}
+	for i := range msgs {
+		f, err := unix.ParseUnixRights(&msgs[i])
+		if err != nil {
+			return nil, fmt.Errorf("receive config: %w", err)
+		}
+		fds = append(fds, f...)
+	}
+	c, err := decode(string(buf[:n]))
+	if err != nil {
+		return nil, err
+	}
+	if len(fds) < 3 {
+		return nil, fmt.Errorf("receive config: %d descriptors, want stdio and mounts", len(fds))
+	}
+	for i := range 3 {
+		if err := unix.Dup3(fds[i], i, 0); err != nil {
+			return nil, fmt.Errorf("stdio: %w", err)
+		}
+		_ = unix.Close(fds[i])
+	}
+	for i := range c.Mounts {
+		k := c.Mounts[i].FD
+		if k < 3 || k >= len(fds) {
+			return nil, fmt.Errorf("mount %s: descriptor %d not sent", c.Mounts[i].Target, k)
+		}
+		c.Mounts[i].FD = fds[k]
+	}
+	return c, nil
 }
 
 // setup builds the sandbox and starts the runtime; it returns its pid.
@@ -182,6 +252,13 @@ func buildRoot(c *Config) error {
 	if err := writeEtc(c, filepath.Join(r, "etc")); err != nil {
 		return err
 	}
+	tmp := c.TmpBytes
+	if tmp <= 0 {
+		tmp = 512 << 20
+	}
+	if err := mountTmpfs(filepath.Join(r, "tmp"), fmt.Sprintf("size=%d,mode=1777", tmp), unix.MS_NOSUID|unix.MS_NODEV); err != nil {
+		return err
+	}
 	hasOpt := false
 	for _, m := range c.Mounts {
 		if m.Target == "/opt" {
@@ -202,13 +279,6 @@ func buildRoot(c *Config) error {
 		if err := os.MkdirAll(filepath.Join(r, "opt"), 0o755); err != nil {
 			return err
 		}
-	}
-	tmp := c.TmpBytes
-	if tmp <= 0 {
-		tmp = 512 << 20
-	}
-	if err := mountTmpfs(filepath.Join(r, "tmp"), fmt.Sprintf("size=%d,mode=1777", tmp), unix.MS_NOSUID|unix.MS_NODEV); err != nil {
-		return err
 	}
 	if err := buildDev(filepath.Join(r, "dev")); err != nil {
 		return err
