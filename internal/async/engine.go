@@ -300,6 +300,9 @@ func (e *Engine) Stats(ctx context.Context) StatsSnapshot {
 		if st, err := e.js.Stream(ctx, partitionStream(p)); err == nil {
 			if info, err := st.Info(ctx); err == nil {
 				s.QueueDepth += info.State.Msgs
+				if info.State.Msgs > 0 {
+					s.OldestEventAgeSeconds = max(s.OldestEventAgeSeconds, e.now().Sub(info.State.FirstTime).Seconds())
+				}
 			}
 		}
 	}

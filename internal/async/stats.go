@@ -28,6 +28,9 @@ type StatsSnapshot struct {
 	MappingBatches        int64  `json:"MappingBatches"`
 	MappingRecordFailures int64  `json:"MappingRecordFailures"`
 	QueueDepth            uint64 `json:"QueueDepth"`
+	// OldestEventAgeSeconds is the age of the oldest queued event (including
+	// retries waiting for their delay), 0 when the queue is empty.
+	OldestEventAgeSeconds float64 `json:"OldestEventAgeSeconds"`
 }
 
 func (s *Stats) snapshot() StatsSnapshot {

@@ -21,24 +21,14 @@ const (
 	sandboxRuntimeAPI = "127.0.0.1:9001"
 )
 
-// isolatedLayout is what changes in a sandbox's Spec when the backend
-// isolates: in-sandbox paths, the host directories mounted at them, and the
-// Runtime API listener opened inside the sandbox.
-type isolatedLayout struct {
-	taskRoot, runtimeDir string // as the runtime sees them
-	mounts               []sandbox.Mount
-}
-
 func (w *Worker) isolated() bool { return sandbox.IsIsolated(w.cfg.Backend) }
 
-func (w *Worker) layout(hostTaskRoot string) isolatedLayout {
-	return isolatedLayout{
-		taskRoot:   sandboxTaskRoot,
-		runtimeDir: sandboxRuntimeDir,
-		mounts: []sandbox.Mount{
-			{Source: hostTaskRoot, Target: sandboxTaskRoot},
-			{Source: w.runtimeDir, Target: sandboxRuntimeDir},
-		},
+// isolatedMounts are the host directories an isolated sandbox sees, read-only:
+// the function's code at /var/task and Kiln's bootstraps at /var/runtime.
+func (w *Worker) isolatedMounts(hostTaskRoot string) []sandbox.Mount {
+	return []sandbox.Mount{
+		{Source: hostTaskRoot, Target: sandboxTaskRoot},
+		{Source: w.runtimeDir, Target: sandboxRuntimeDir},
 	}
 }
 

@@ -145,7 +145,7 @@ func (s *sbx) start(ctx context.Context, rt runtimes.Runtime, taskRoot string) e
 	tmpDir := filepath.Join(w.scratchDir, s.id)
 	var mounts []sandbox.Mount
 	if iso {
-		tmpDir, mounts = "", w.layout(taskRoot).mounts
+		tmpDir, mounts = "", w.isolatedMounts(taskRoot)
 	}
 	s.box, err = w.cfg.Backend.Create(ctx, sandbox.Spec{
 		ID:           s.id,

@@ -53,7 +53,7 @@ type boxIso struct {
 	statf  *os.File
 }
 
-func newIso(cfg Config) (*iso, error) {
+func newIso(cfg Config) (_ *iso, err error) {
 	if runtime.GOARCH != "amd64" {
 		return nil, fmt.Errorf("%w: no seccomp syscall list for %s", ErrIsolationUnavailable, runtime.GOARCH)
 	}
@@ -73,6 +73,11 @@ func newIso(cfg Config) (*iso, error) {
 		return nil, fmt.Errorf("%w: %w", ErrIsolationUnavailable, err)
 	}
 	i.initFile = f
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+		}
+	}()
 	if i.base == 0 {
 		i.base = 0x70000000
 	}
@@ -80,8 +85,8 @@ func newIso(cfg Config) (*iso, error) {
 	if n == 0 {
 		n = 65536
 	}
-	if n < 2 {
-		return nil, fmt.Errorf("%w: uid range too small", ErrIsolationUnavailable)
+	if n < 2 || uint64(i.base)+uint64(n) >= 1<<32-1 {
+		return nil, fmt.Errorf("%w: bad uid range %d+%d", ErrIsolationUnavailable, i.base, n)
 	}
 	i.slots = make([]bool, n/2)
 	pool := cfg.InitPool
@@ -307,6 +312,10 @@ func (b *Backend) discard(p *initProc) {
 // forked from inside a fresh network namespace, as the root of a fresh uid
 // slot, outside any sandbox cgroup (it enters one in Start).
 func (b *Backend) spawnInit(ctx context.Context) (_ *initProc, err error) {
+	// Recreated if something (a tmp cleaner) removed it.
+	if err := os.MkdirAll(b.iso.rootDir, 0o755); err != nil {
+		return nil, fmt.Errorf("root mount point: %w", err)
+	}
 	bi, err := b.createIso(ctx)
 	if err != nil {
 		return nil, err
