@@ -101,9 +101,6 @@ type Engine struct {
 	runs  jetstream.KeyValue
 	stats Stats
 
-	queuesMu sync.Mutex
-	queues   map[string]jetstream.Consumer // stream name → receive consumer
-
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -132,7 +129,7 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	if cfg.Partitions <= 0 {
 		cfg.Partitions = 4
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger, now: cfg.Now, queues: map[string]jetstream.Consumer{}}
+	e := &Engine{cfg: cfg, log: cfg.Logger, now: cfg.Now}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}

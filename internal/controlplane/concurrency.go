@@ -105,7 +105,7 @@ func (s *Service) putFunctionConcurrency(c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	s.log.Info("reserved concurrency set", "account", c.account, "function", name, "reserved", *in.ReservedConcurrentExecutions)
-	return http.StatusOK, functionConcurrency{ReservedConcurrentExecutions: in.ReservedConcurrentExecutions}, nil
+	return http.StatusOK, functionConcurrency(in), nil
 }
 
 func (s *Service) getFunctionConcurrency(c *call) (int, any, error) {
