@@ -21,4 +21,5 @@ check:
 	$(GO) run $(STATICCHECK) ./...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3000x ./test/bench/
+	$(GO) test -run '^$$' -bench 'WarmInvoke|WarmThroughput' -benchtime 5000x ./test/bench/
+	$(GO) test -run '^$$' -bench 'ColdStart' -benchtime 50x ./test/bench/

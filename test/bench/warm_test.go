@@ -53,7 +53,8 @@ func buildGoFunction(tb testing.TB, dir string) string {
 func startKiln(tb testing.TB) (*server.Server, *lambda.Client, aws.Credentials) {
 	tb.Helper()
 	dir := tb.TempDir()
-	srv, err := server.Start(context.Background(), server.Config{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "kiln")})
+	// Isolation on, as `kiln server` runs by default.
+	srv, err := server.Start(context.Background(), server.Config{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "kiln"), Isolation: true})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,0 +1,18 @@
+package bench
+
+import (
+	"os"
+	"testing"
+
+	"github.com/kiln-dev/kiln/internal/sandbox/linux/nsinit"
+)
+
+// TestMain lets the benchmark binary serve as the isolated sandboxes' init,
+// as cmd/kiln does for the real binary (the in-process server re-executes
+// its own executable to start each sandbox).
+func TestMain(m *testing.M) {
+	if nsinit.IsInit() {
+		nsinit.Main()
+	}
+	os.Exit(m.Run())
+}
