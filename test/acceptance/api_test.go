@@ -341,25 +341,5 @@ func TestAccountIsolation(t *testing.T) {
 
 func createAccount(t *testing.T, s *server) (string, string) {
 	t.Helper()
-	out, err := runKiln(t, s, "account", "create")
-	if err != nil {
-		t.Fatalf("kiln account create: %v\n%s", err, out)
-	}
-	var akid, secret string
-	for _, l := range strings.Split(out, "\n") {
-		k, v, ok := strings.Cut(l, "=")
-		if !ok {
-			continue
-		}
-		switch strings.TrimSpace(k) {
-		case "aws_access_key_id":
-			akid = strings.TrimSpace(v)
-		case "aws_secret_access_key":
-			secret = strings.TrimSpace(v)
-		}
-	}
-	if akid == "" || secret == "" {
-		t.Fatalf("account create printed no keys:\n%s", out)
-	}
-	return akid, secret
+	return s.NewAccount(t)
 }

@@ -1,10 +1,6 @@
 package acceptance
 
 import (
-	"bytes"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -12,19 +8,7 @@ import (
 // runKiln runs a client verb against s with the admin credentials.
 func runKiln(t *testing.T, s *server, args ...string) (string, error) {
 	t.Helper()
-	build(t)
-	cmd := exec.Command(kilnBin, args...)
-	cmd.Env = append(os.Environ(),
-		"KILN_ENDPOINT="+s.endpoint,
-		"AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(s.dataDir, "credentials"),
-		"AWS_CONFIG_FILE="+filepath.Join(s.dataDir, "config"),
-		"AWS_PROFILE=default",
-	)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	err := cmd.Run()
-	return out.String(), err
+	return s.Kiln(t, args...)
 }
 
 // TestKilnCLI deploys, invokes, lists, tails logs and removes with the kiln verbs.

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/kiln-dev/kiln/internal/sandbox/linux/nsinit"
+	"github.com/kiln-dev/kiln/test/kilnproc"
 )
 
 // TestMain lets the benchmark binary serve as the isolated sandboxes' init,
@@ -14,5 +15,5 @@ func TestMain(m *testing.M) {
 	if nsinit.IsInit() {
 		nsinit.Main()
 	}
-	os.Exit(m.Run())
+	os.Exit(kilnproc.RunTests(m))
 }

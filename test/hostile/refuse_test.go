@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/kiln-dev/kiln/test/kilnproc"
 )
 
 // TestRefusesWithoutRoot: isolation needs root; without it kiln server
@@ -15,10 +17,7 @@ func TestRefusesWithoutRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to drop to another user")
 	}
-	build(t)
-	if err := os.Chmod(buildDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := kilnproc.Binary(t)
 	data, err := os.MkdirTemp("", "kiln-nonroot-")
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +26,7 @@ func TestRefusesWithoutRoot(t *testing.T) {
 	if err := os.Chmod(data, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(kilnBin, "server", "--listen", "127.0.0.1:0", "--data-dir", data+"/d", "--log-level", "error")
+	cmd := exec.Command(bin, "server", "--listen", "127.0.0.1:0", "--data-dir", data+"/d", "--log-level", "error")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--unsafe-no-isolation") {
