@@ -2,7 +2,8 @@
 // NATS JetStream server, the work-queue stream that holds accepted
 // InvocationType=Event invokes, the pollers that lease and run them through
 // the synchronous invoke path, Lambda's retry and event-age rules, the
-// on-success/on-failure destinations, and Kiln queues (SQS-shaped
+// on-success/on-failure destinations and the dead-letter queue (which gets
+// the original event, not a record), and Kiln queues (SQS-shaped
 // destinations a user can read with `kiln queue receive`), and the pollers of
 // event-source mappings that feed a Kiln queue to a function in Lambda's SQS
 // event shape (Kinesis-style streams are not built yet).

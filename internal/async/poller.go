@@ -108,6 +108,7 @@ type policy struct {
 	maxAge     time.Duration
 	onSuccess  string
 	onFailure  string
+	deadLetter string // DeadLetterConfig.TargetArn (deadletter.go)
 	reserved0  bool
 }
 
@@ -125,6 +126,7 @@ func (e *Engine) policy(ev *event) policy {
 		}
 		p.onSuccess, p.onFailure = c.OnSuccess, c.OnFailure
 	}
+	p.deadLetter = e.deadLetterOf(ev)
 	if rc, ok := e.cfg.Configs.(ReservedConcurrency); ok {
 		if n, set := rc.ReservedConcurrency(ev.Account, ev.Function); set && n == 0 {
 			p.reserved0 = true
@@ -186,10 +188,14 @@ func (e *Engine) handle(ctx context.Context, msg jetstream.Msg) {
 	stop()
 	switch {
 	case ierr != nil && errors.Is(ierr, errdefs.ErrNotFound):
-		// The function (or its alias) was deleted after the event was accepted.
-		e.stats.Dropped.Add(1)
-		log.Warn("drop event: function gone", "err", ierr)
-		e.ack(ctx, msg, ev)
+		// The function (or its alias) was deleted after the event was
+		// accepted: a final failure, never a retry. Deleting a function
+		// also deletes its async settings, so the event usually has no
+		// destination left and is dropped, as on Lambda; a deleted alias or
+		// version can still leave the function's DLQ or destination.
+		e.stats.FunctionGone.Add(1)
+		log.Warn("function gone; event fails without retry", "err", ierr)
+		e.fail(ctx, msg, ev, e.policy(ev), "RetriesExhausted", nil, log)
 	case ierr != nil:
 		// Throttle or system error: back to the queue with exponential
 		// backoff until the event is too old.
@@ -297,6 +303,14 @@ func (e *Engine) fail(ctx context.Context, msg jetstream.Msg, ev *event, p polic
 	if out != nil {
 		count++
 	}
+	if p.deadLetter != "" && !e.deadLetter(ctx, p.deadLetter, ev, log) {
+		delivered := uint64(1)
+		if md, err := msg.Metadata(); err == nil {
+			delivered = md.NumDelivered
+		}
+		e.nak(ctx, msg, ev, delivered, e.scale(time.Minute))
+		return
+	}
 	if p.onFailure != "" {
 		if !e.deliver(ctx, p.onFailure, ev, e.record(ev, condition, count, out), log) {
 			// Keep the event: the destination may come back.
@@ -307,7 +321,7 @@ func (e *Engine) fail(ctx context.Context, msg jetstream.Msg, ev *event, p polic
 			e.nak(ctx, msg, ev, delivered, e.scale(time.Minute))
 			return
 		}
-	} else {
+	} else if p.deadLetter == "" {
 		e.stats.Dropped.Add(1)
 		log.Warn("async event failed with no failure destination", "condition", condition)
 	}

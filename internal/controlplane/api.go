@@ -329,6 +329,10 @@ func (s *Service) createFunction(c *call) (int, any, error) {
 	if err := checkTags(in.Tags); err != nil {
 		return 0, nil, err
 	}
+	dlq, err := s.checkDeadLetter(c.account, in.DeadLetterConfig)
+	if err != nil {
+		return 0, nil, err
+	}
 	info, err := codepkg.Inspect(in.Code.ZipFile, codepkg.DefaultLimits)
 	if err != nil {
 		return 0, nil, err
@@ -348,7 +352,7 @@ func (s *Service) createFunction(c *call) (int, any, error) {
 		UnzippedSize:     info.UnzippedSize,
 	}
 	(&configPatch{Handler: st.handler, Description: st.description, MemorySize: st.memory, Timeout: st.timeout,
-		EphemeralStorage: st.ephemeral, Env: st.env, TracingMode: st.tracing}).applyTo(ver)
+		EphemeralStorage: st.ephemeral, Env: st.env, TracingMode: st.tracing, DeadLetterArn: dlq}).applyTo(ver)
 	if len(ver.Env) == 0 {
 		ver.Env = nil
 	}
@@ -648,6 +652,9 @@ func (s *Service) updateFunctionConfiguration(c *call) (int, any, error) {
 		MemorySize: st.memory, Timeout: st.timeout, EphemeralStorage: st.ephemeral, Env: st.env, TracingMode: st.tracing}
 	if patch.Env != nil && len(*patch.Env) == 0 {
 		patch.Env = &map[string]string{}
+	}
+	if patch.DeadLetterArn, err = s.checkDeadLetter(c.account, in.DeadLetterConfig); err != nil {
+		return 0, nil, err
 	}
 	cmd := &command{Op: opUpdateConfig, Account: c.account, Name: t.name, Patch: patch}
 	if in.RevisionId != nil {

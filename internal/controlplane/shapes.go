@@ -30,6 +30,7 @@ type functionConfiguration struct {
 	EphemeralStorage ephemeralResponse     `json:"EphemeralStorage"`
 	LoggingConfig    loggingConfig         `json:"LoggingConfig"`
 	SnapStart        snapStartResponse     `json:"SnapStart"`
+	DeadLetterConfig *deadLetterConfig     `json:"DeadLetterConfig,omitempty"`
 }
 
 type environmentResponse struct {
@@ -158,6 +159,7 @@ func configuration(v *verState, arn string) functionConfiguration {
 		EphemeralStorage: ephemeralResponse{Size: v.EphemeralStorage},
 		LoggingConfig:    loggingConfig{LogFormat: "Text", LogGroup: "/aws/lambda/" + v.FunctionName},
 		SnapStart:        snapStartResponse{ApplyOn: "None", OptimizationStatus: "Off"},
+		DeadLetterConfig: deadLetterOut(v.DeadLetterArn),
 	}
 	if len(v.Env) > 0 {
 		c.Environment = &environmentResponse{Variables: v.Env}

@@ -68,7 +68,8 @@ type verState struct {
 	CodeSize         int64             `json:"size"`
 	UnzippedSize     int64             `json:"unzipped,omitempty"`
 	RevisionId       string            `json:"rev"`
-	LastModified     int64             `json:"modified"` // unix milliseconds
+	LastModified     int64             `json:"modified"`      // unix milliseconds
+	DeadLetterArn    string            `json:"dlq,omitempty"` // DeadLetterConfig.TargetArn (deadletter.go)
 
 	pub *Version // derived: the runtime view handed to invokers
 	arn string   // derived: qualified ARN (…:$LATEST for $LATEST)
@@ -154,6 +155,7 @@ type configPatch struct {
 	EphemeralStorage *int               `json:"ephemeral,omitempty"`
 	Env              *map[string]string `json:"env,omitempty"`
 	TracingMode      *string            `json:"tracing,omitempty"`
+	DeadLetterArn    *string            `json:"dlq,omitempty"` // "" clears
 }
 
 type aliasPatch struct {
@@ -246,6 +248,7 @@ func (c *Service) apply(st *state, cmd *command, retired *[]string) (*applyResul
 		if len(st.Functions[cmd.Account]) == 0 {
 			delete(st.Functions, cmd.Account)
 		}
+		c.forgetAsyncLocked(cmd.Account, cmd.Name)
 		return res, nil
 
 	case opDeleteVersion:
@@ -413,7 +416,8 @@ func sameContent(a, b *verState) bool {
 	return a.CodeSha256Hex == b.CodeSha256Hex && a.Runtime == b.Runtime && a.Role == b.Role &&
 		a.Handler == b.Handler && a.MemorySize == b.MemorySize && a.Timeout == b.Timeout &&
 		a.EphemeralStorage == b.EphemeralStorage && a.TracingMode == b.TracingMode &&
-		maps.Equal(a.Env, b.Env) && slices.Equal(a.Architectures, b.Architectures)
+		maps.Equal(a.Env, b.Env) && slices.Equal(a.Architectures, b.Architectures) &&
+		a.DeadLetterArn == b.DeadLetterArn
 }
 
 func (c *Service) unref(st *state, hex string, res *applyResult) {
@@ -514,6 +518,9 @@ func (p *configPatch) applyTo(v *verState) {
 	}
 	if p.TracingMode != nil {
 		v.TracingMode = *p.TracingMode
+	}
+	if p.DeadLetterArn != nil {
+		v.DeadLetterArn = *p.DeadLetterArn
 	}
 }
 

@@ -146,6 +146,7 @@ type createFunctionInput struct {
 	PackageType      *string           `json:"PackageType"`
 	Architectures    []string          `json:"Architectures"`
 	EphemeralStorage *ephemeralStorage `json:"EphemeralStorage"`
+	DeadLetterConfig *deadLetterConfig `json:"DeadLetterConfig"`
 }
 
 type updateConfigInput struct {
@@ -160,6 +161,7 @@ type updateConfigInput struct {
 	Layers           []string          `json:"Layers"`
 	EphemeralStorage *ephemeralStorage `json:"EphemeralStorage"`
 	RevisionId       *string           `json:"RevisionId"`
+	DeadLetterConfig *deadLetterConfig `json:"DeadLetterConfig"`
 }
 
 type updateCodeInput struct {
