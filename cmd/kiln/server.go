@@ -36,6 +36,9 @@ func runServer(ctx context.Context, args []string) int {
 	asyncFsync := fs.Bool("async-fsync", true, "fsync every accepted async event before answering 202 (false: the event survives a crash of kiln but not of the machine)")
 	asyncRetryScale := fs.Float64("async-retry-scale", 1, "scale Lambda's async retry delays (1 min, 2 min; 1 s to 5 min backoff); e.g. 0.01 for tests")
 	unsafeNoIsolation := fs.Bool("unsafe-no-isolation", false, "DEVELOPMENT ONLY: run functions as plain host processes, without namespaces, seccomp or a root filesystem of their own (isolation needs root)")
+	sandboxEgress := fs.Bool("sandbox-egress", false, "give isolated sandboxes outbound network access through a NAT bridge (the host, loopback, 169.254.0.0/16, private ranges and other sandboxes stay unreachable); default: loopback only")
+	sandboxEgressAllow := fs.String("sandbox-egress-allow", "", "with --sandbox-egress: comma-separated IPv4 prefixes sandboxes may reach although private (the host's own addresses stay unreachable)")
+	sandboxNameservers := fs.String("sandbox-nameservers", "", "with --sandbox-egress: comma-separated IPv4 resolvers for sandboxes (default: the host's non-loopback ones)")
 	unsafeNoCgroups := fs.Bool("unsafe-no-cgroups", false, "DEVELOPMENT ONLY: run sandboxes without cgroup limits when Kiln is not root")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, serverUsage)
@@ -58,15 +61,18 @@ func runServer(ctx context.Context, args []string) int {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	srv, err := server.Start(ctx, server.Config{
-		Listen:          *listen,
-		DataDir:         *dataDir,
-		Region:          *region,
-		KeepAlive:       *keepAlive,
-		UnsafeNoCgroups: *unsafeNoCgroups,
-		Isolation:       !*unsafeNoIsolation,
-		Async:           server.AsyncConfig{NATSURL: *natsURL, RetryScale: *asyncRetryScale, Lease: *asyncLease, NoSync: !*asyncFsync},
-		Logger:          log,
-		Out:             os.Stdout,
+		Listen:             *listen,
+		DataDir:            *dataDir,
+		Region:             *region,
+		KeepAlive:          *keepAlive,
+		UnsafeNoCgroups:    *unsafeNoCgroups,
+		Isolation:          !*unsafeNoIsolation,
+		SandboxEgress:      *sandboxEgress,
+		SandboxEgressAllow: splitList(*sandboxEgressAllow),
+		SandboxNameservers: splitList(*sandboxNameservers),
+		Async:              server.AsyncConfig{NATSURL: *natsURL, RetryScale: *asyncRetryScale, Lease: *asyncLease, NoSync: !*asyncFsync},
+		Logger:             log,
+		Out:                os.Stdout,
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kiln server: %v\n", err)

@@ -51,6 +51,12 @@ type Config struct {
 	// Isolation runs every sandbox in namespaces on its own read-only root
 	// with seccomp and its own network (linux.Config.Isolation).
 	Isolation bool
+	// SandboxEgress gives isolated sandboxes filtered, masqueraded access
+	// to the outside (linux.Config.Egress); otherwise only loopback.
+	SandboxEgress bool
+	// SandboxEgressAllow and SandboxNameservers are linux.Config's
+	// EgressAllow and EgressNameservers.
+	SandboxEgressAllow, SandboxNameservers []string
 }
 
 // Server is a running `kiln server`.
@@ -151,6 +157,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Logger:         log,
 		AllowNoCgroups: cfg.UnsafeNoCgroups,
 		Isolation:      cfg.Isolation,
+		// Per data dir too, so two servers' bridges and subnets differ.
+		Egress:            cfg.SandboxEgress,
+		EgressBridge:      "kiln" + hex.EncodeToString(sum[:3]),
+		EgressSubnet:      fmt.Sprintf("100.%d.0.0/16", 64+sum[4]%32),
+		EgressAllow:       cfg.SandboxEgressAllow,
+		EgressNameservers: cfg.SandboxNameservers,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: sandbox backend: %w (run as root, or pass --unsafe-no-isolation and --unsafe-no-cgroups for development)", err)

@@ -70,8 +70,7 @@ func startServer(t *testing.T, dataDir string, args ...string) *server {
 	return &server{Server: p, dataDir: p.DataDir, endpoint: p.Endpoint, akid: p.AccessKeyID, secret: p.SecretAccessKey}
 }
 
-// stop ends the server gracefully; kill SIGKILLs it, as a crash would.
-func (s *server) stop() { s.Stop() }
+// kill SIGKILLs the server, as a crash would.
 func (s *server) kill() { s.Kill() }
 
 // client is an aws-sdk-go-v2 lambda client for the server's admin account.

@@ -46,8 +46,6 @@ func (s *server) newAccount(t *testing.T) *lambda.Client {
 
 func (s *server) client() *lambda.Client { return s.Client() }
 
-func (s *server) clientFor(akid, secret string) *lambda.Client { return s.ClientFor(akid, secret) }
-
 var (
 	probeZipOnce sync.Once
 	probeZip     []byte

@@ -76,6 +76,9 @@ func withDefaults(cfg Config) (Config, error) {
 		return cfg, fmt.Errorf("sandbox/linux: %w", err)
 	}
 	cfg.CgroupParent = p
+	if cfg.Egress && !cfg.Isolation {
+		return cfg, errors.New("sandbox/linux: Egress needs Isolation")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

@@ -94,5 +94,7 @@ func benchBackends(b *testing.B) []namedBackend {
 	}
 	b.Cleanup(func() { _ = none.Close() })
 	out = append(out, namedBackend{"no-cgroups", none})
-	return append(out, namedBackend{"isolated", newIsoBackend(b)})
+	out = append(out, namedBackend{"isolated", newIsoBackend(b)})
+	return append(out, namedBackend{"isolated-egress", newHostBackend(b, Config{Isolation: true, Egress: true,
+		EgressBridge: "kilnb0", EgressSubnet: "100.121.0.0/16"})})
 }

@@ -58,4 +58,25 @@ type Config struct {
 	// RootDir is an empty host directory each init mounts its new root on,
 	// inside its own mount namespace; default <os.TempDir()>/kiln-sandbox-root.
 	RootDir string
+
+	// Egress gives each isolated sandbox (Isolation must be set) an eth0
+	// on a host bridge with an address of its own, a default route through
+	// the bridge and masqueraded access to the outside, while the host's
+	// own addresses, loopback, link-local (169.254.169.254), the private
+	// and CGNAT ranges and the other sandboxes stay unreachable (see
+	// egress.go). Without it a sandbox has only its loopback.
+	Egress bool
+	// EgressBridge names the bridge; default "kiln0". One bridge serves
+	// one Backend: New replaces a leftover of the same name.
+	EgressBridge string
+	// EgressSubnet is the sandboxes' IPv4 prefix; the bridge takes its
+	// first address. Default 100.64.0.0/16 (CGNAT space).
+	EgressSubnet string
+	// EgressAllow are IPv4 prefixes exempt from the denied ranges (a
+	// private service sandboxes may use). The host's own addresses stay
+	// unreachable regardless.
+	EgressAllow []string
+	// EgressNameservers are the sandboxes' resolvers, reachable on port 53
+	// even inside a denied range; nil → the host's non-loopback ones.
+	EgressNameservers []string
 }

@@ -11,12 +11,17 @@
 // with the function's directories mounted read-only, a size-limited tmpfs
 // /tmp, a minimal /dev and /etc, its own /proc, no capabilities,
 // no_new_privs and a seccomp allow-list. Its network has only loopback; the
-// worker's Runtime API listener is opened inside it (Sandbox.Listen).
+// worker's Runtime API listener is opened inside it (Sandbox.Listen). With
+// Config.Egress (egress.go) it also gets an eth0 on a host bridge, NAT to
+// the outside and an nftables filter keeping it from the host, loopback,
+// link-local, private ranges and the other sandboxes.
 //
 // It owns: the cgroups under Config.CgroupParent, the sandboxes' TmpDirs,
-// their network namespaces and uid slots, and the processes it starts.
+// their network namespaces and uid slots, the processes it starts, and with
+// Egress the bridge, its veths and the nftables table named after it.
 //
-// It must never: touch cgroups outside its parent, signal a process it cannot
+// It must never: touch cgroups outside its parent, links or nftables
+// tables other than its bridge's, signal a process it cannot
 // prove belongs to one of its sandboxes, or leave a process running after
 // Delete or after Kiln dies (the parent-death signal and Cleanup cover that).
 package linux

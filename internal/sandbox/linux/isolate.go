@@ -43,6 +43,7 @@ type iso struct {
 	slots    []bool // guarded by Backend.mu: true = in use
 	next     int    // guarded by Backend.mu: where the next slot search starts
 	resolv   string
+	eg       *egress // nil: loopback only
 }
 
 // boxIso is a sandbox's isolation state.
@@ -107,6 +108,13 @@ func newIso(cfg Config) (_ *iso, err error) {
 	}
 	i.hostNet = fd
 	i.resolv = sandboxResolvConf()
+	if cfg.Egress {
+		if i.eg, err = newEgress(cfg, cfg.Logger); err != nil {
+			_ = unix.Close(fd)
+			return nil, fmt.Errorf("%w: %w", ErrIsolationUnavailable, err)
+		}
+		i.resolv = i.eg.resolv
+	}
 	return i, nil
 }
 
@@ -128,6 +136,9 @@ func sandboxResolvConf() string {
 }
 
 func (i *iso) close() {
+	if i.eg != nil {
+		i.eg.close()
+	}
 	_ = unix.Close(i.hostNet)
 	_ = i.initFile.Close()
 }
@@ -178,6 +189,9 @@ func (b *Backend) createIso(ctx context.Context) (*boxIso, error) {
 	if err == nil {
 		err = nerr
 	}
+	if err == nil && b.iso.eg != nil {
+		err = b.iso.eg.attach(slot, bi.netfd)
+	}
 	if err != nil {
 		b.releaseIso(bi)
 		return nil, fmt.Errorf("network namespace: %w", err)
@@ -186,6 +200,11 @@ func (b *Backend) createIso(ctx context.Context) (*boxIso, error) {
 }
 
 func (b *Backend) releaseIso(bi *boxIso) {
+	// An egress veth goes with its network namespace, which the kernel
+	// tears down in batches once the last descriptor, process and socket
+	// in it are gone: deleting it here would cost an RCU grace period
+	// (~30 ms) per sandbox. Slots are handed out round-robin, so a name
+	// is reused only much later (attach removes a survivor).
 	if bi.netfd >= 0 {
 		_ = unix.Close(bi.netfd)
 		bi.netfd = -1

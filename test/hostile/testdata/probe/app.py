@@ -163,7 +163,52 @@ def child(event):
     return {"child": p.pid}
 
 
-OPS = {"probe": probe, "listen": listen, "forkbomb": forkbomb, "membomb": membomb, "spin": spin, "fill": fill, "child": child}
+def gateway():
+    # The default route's gateway, from /proc/net/route (little-endian hex).
+    with open("/proc/net/route") as f:
+        for line in f.readlines()[1:]:
+            p = line.split()
+            if p[1] == "00000000":
+                return socket.inet_ntoa(int(p[2], 16).to_bytes(4, "little"))
+    return ""
+
+
+def connects(event):
+    # {"targets": {"name": [host, port]}}; host "gateway" is the default gateway.
+    out = {}
+    for name, (host, port) in event["targets"].items():
+        if host == "gateway":
+            host = gateway()
+        out[name] = connect(host, port) if host else "NOROUTE"
+    return out
+
+
+def listen_any(event):
+    # Listens on every address at port 8081 and says which one is its own.
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", 8081))
+    s.listen(8)
+    _listener.append(s)
+
+    def serve():
+        while True:
+            c, _ = s.accept()
+            c.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.connect(("192.0.2.1", 9))  # no packet is sent: picks the source address
+        ip = u.getsockname()[0]
+    except OSError as e:
+        ip = err_name(e.errno)
+    finally:
+        u.close()
+    return {"ip": ip, "self": connect(ip, 8081) if "." in ip else ip}
+
+
+OPS = {"probe": probe, "listen": listen, "listen_any": listen_any, "connects": connects, "forkbomb": forkbomb, "membomb": membomb, "spin": spin, "fill": fill, "child": child}
 
 
 def handler(event, context):
