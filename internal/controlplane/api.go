@@ -417,21 +417,34 @@ func (s *Service) proposeWithCode(ctx context.Context, cmd *command, hex string,
 	return res, nil
 }
 
-func (s *Service) getFunction(c *call) (int, any, error) {
+// readVersion is the common start of the read operations: the call's
+// function and the version its qualifier names, under the read lock, which
+// it returns held (the caller unlocks).
+func (s *Service) readVersion(c *call) (*fnState, *verState, string, error) {
 	t, err := s.target(c, true)
 	if err != nil {
-		return 0, nil, err
+		return nil, nil, "", err
 	}
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	fn, err := s.lookupLocked(c.account, t)
 	if err != nil {
-		return 0, nil, err
+		s.mu.RUnlock()
+		return nil, nil, "", err
 	}
 	v, arn, err := s.versionLocked(fn, t.qualifier)
 	if err != nil {
+		s.mu.RUnlock()
+		return nil, nil, "", err
+	}
+	return fn, v, arn, nil
+}
+
+func (s *Service) getFunction(c *call) (int, any, error) {
+	fn, v, arn, err := s.readVersion(c)
+	if err != nil {
 		return 0, nil, err
 	}
+	defer s.mu.RUnlock()
 	out := getFunctionOutput{
 		Configuration: configuration(v, arn),
 		Code:          functionCodeLocation{RepositoryType: "S3", Location: codeLocation(c.r, fn.Name, v.Version)},
@@ -454,20 +467,11 @@ func codeLocation(r *http.Request, name, version string) string {
 }
 
 func (s *Service) getFunctionConfiguration(c *call) (int, any, error) {
-	t, err := s.target(c, true)
+	_, v, arn, err := s.readVersion(c)
 	if err != nil {
 		return 0, nil, err
 	}
-	s.mu.RLock()
 	defer s.mu.RUnlock()
-	fn, err := s.lookupLocked(c.account, t)
-	if err != nil {
-		return 0, nil, err
-	}
-	v, arn, err := s.versionLocked(fn, t.qualifier)
-	if err != nil {
-		return 0, nil, err
-	}
 	return http.StatusOK, configuration(v, arn), nil
 }
 
