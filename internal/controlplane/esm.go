@@ -238,19 +238,7 @@ func (s *Service) applyESMInput(c *call, in *esmInput, m *EventSourceMapping, cr
 }
 
 func (s *Service) proposeESM(c *call, cmd *esmCommand) (*EventSourceMapping, error) {
-	b, err := json.Marshal(cmd)
-	if err != nil {
-		return nil, fmt.Errorf("controlplane: encode esm command: %w", err)
-	}
-	res, err := s.node.Apply(c.ctx, ESMPartName, b)
-	if err != nil {
-		return nil, err
-	}
-	m, ok := res.(*EventSourceMapping)
-	if !ok {
-		return nil, fmt.Errorf("controlplane: unexpected apply result %T", res)
-	}
-	return m, nil
+	return applyAs[*EventSourceMapping](c.ctx, s.node, ESMPartName, cmd)
 }
 
 func (s *Service) createESM(c *call) (int, any, error) {

@@ -216,19 +216,7 @@ func (s *Service) eicTarget(c *call) (name, qualifier, arn string, err error) {
 
 func (s *Service) proposeEIC(c *call, cmd *eicCommand) (*EventInvokeConfig, error) {
 	cmd.At = s.now().UnixMilli()
-	b, err := json.Marshal(cmd)
-	if err != nil {
-		return nil, fmt.Errorf("controlplane: encode event-invoke command: %w", err)
-	}
-	res, err := s.node.Apply(c.ctx, EventInvokePartName, b)
-	if err != nil {
-		return nil, err
-	}
-	cfg, ok := res.(*EventInvokeConfig)
-	if !ok {
-		return nil, fmt.Errorf("controlplane: unexpected apply result %T", res)
-	}
-	return cfg, nil
+	return applyAs[*EventInvokeConfig](c.ctx, s.node, EventInvokePartName, cmd)
 }
 
 func (s *Service) putEventInvokeConfig(c *call) (int, any, error) {

@@ -351,17 +351,25 @@ func (s *Service) newRevision() (string, error) {
 
 // propose replicates cmd and returns what apply produced.
 func (s *Service) propose(ctx context.Context, cmd *command) (*applyResult, error) {
+	return applyAs[*applyResult](ctx, s.node, PartName, cmd)
+}
+
+// applyAs encodes cmd, replicates it to part and checks the type of what
+// the part's Apply returned; every part of the control plane proposes
+// through it.
+func applyAs[T any](ctx context.Context, node *consensus.Node, part string, cmd any) (T, error) {
+	var zero T
 	b, err := json.Marshal(cmd)
 	if err != nil {
-		return nil, fmt.Errorf("controlplane: encode command: %w", err)
+		return zero, fmt.Errorf("controlplane: encode %s command: %w", part, err)
 	}
-	res, err := s.node.Apply(ctx, PartName, b)
+	res, err := node.Apply(ctx, part, b)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	r, ok := res.(*applyResult)
+	r, ok := res.(T)
 	if !ok {
-		return nil, fmt.Errorf("controlplane: unexpected apply result %T", res)
+		return zero, fmt.Errorf("controlplane: unexpected %s apply result %T", part, res)
 	}
 	return r, nil
 }
