@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kiln-dev/kiln/internal/runtimes"
+	"github.com/kiln-dev/kiln/test/fnbuild"
 )
 
 // sandbox is a runtime process started against a real Server, the way the
@@ -165,18 +166,8 @@ func ctxInvocation(id string) *Invocation {
 
 func buildGoFunction(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		if goBin, err = exec.LookPath("/usr/local/go/bin/go"); err != nil {
-			t.Skip("go toolchain not available")
-		}
-	}
 	dir := t.TempDir()
-	cmd := exec.Command(goBin, "build", "-o", filepath.Join(dir, "bootstrap"), "./testdata/gofn")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	fnbuild.Binary(t, "./testdata/gofn", dir)
 	return dir
 }
 

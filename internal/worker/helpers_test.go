@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,49 +19,28 @@ import (
 	"github.com/kiln-dev/kiln/internal/codepkg"
 	"github.com/kiln-dev/kiln/internal/sandbox/linux"
 	"github.com/kiln-dev/kiln/internal/worker"
+	"github.com/kiln-dev/kiln/test/fnbuild"
 )
 
-// fixtures holds the deployment packages the tests share; the Go function
-// is built once per test binary (a go build costs about a second).
+// fixtures holds the deployment packages the tests share besides the Go
+// function (fnbuild builds and caches that one).
 var fixtures struct {
 	once  sync.Once
-	dir   string
 	err   error
-	goZip []byte
 	pyZip []byte
 	noZip []byte // a provided-runtime package without a bootstrap
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if fixtures.dir != "" {
-		_ = os.RemoveAll(fixtures.dir)
-	}
-	os.Exit(code)
-}
-
 func buildFixtures() error {
-	dir, err := os.MkdirTemp("", "kiln-worker-test-")
-	if err != nil {
-		return err
-	}
-	fixtures.dir = dir
-	goDir := filepath.Join(dir, "gofn")
-	cmd := exec.Command("go", "build", "-ldflags=-s -w", "-o", filepath.Join(goDir, "bootstrap"), "./testdata/gofn")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build go function: %v\n%s", err, out)
-	}
-	if fixtures.goZip, err = codepkg.ZipDir(goDir); err != nil {
-		return err
-	}
+	var err error
 	if fixtures.pyZip, err = codepkg.ZipDir("testdata/python"); err != nil {
 		return err
 	}
-	noDir := filepath.Join(dir, "nobootstrap")
-	if err := os.MkdirAll(noDir, 0o755); err != nil {
+	noDir, err := os.MkdirTemp("", "kiln-worker-nobootstrap-")
+	if err != nil {
 		return err
 	}
+	defer os.RemoveAll(noDir)
 	if err := os.WriteFile(filepath.Join(noDir, "README"), []byte("no bootstrap here\n"), 0o644); err != nil {
 		return err
 	}
@@ -156,7 +134,7 @@ func newEnv(t *testing.T, memoryMB int) *env {
 		t.Fatalf("linux backend: %v", err)
 	}
 	e := &env{code: newCodeStore(), logs: &logSink{}, dataDir: t.TempDir()}
-	e.goSha = e.code.put(fixtures.goZip)
+	e.goSha = e.code.put(fnbuild.Zip(t, "testdata/gofn"))
 	e.pySha = e.code.put(fixtures.pyZip)
 	e.noSha = e.code.put(fixtures.noZip)
 	e.w, err = worker.New(worker.Config{

@@ -3,70 +3,35 @@ package workermgr_test
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/kiln-dev/kiln/internal/codepkg"
 	"github.com/kiln-dev/kiln/internal/placement"
 	"github.com/kiln-dev/kiln/internal/sandbox/linux"
 	"github.com/kiln-dev/kiln/internal/worker"
 	"github.com/kiln-dev/kiln/internal/workermgr"
+	"github.com/kiln-dev/kiln/test/fnbuild"
 )
 
-// The Go function is worker's fixture; it is built once per test binary.
-var fixture struct {
-	once sync.Once
-	dir  string
-	zip  []byte
-	sha  string
-	err  error
-}
+// codeStore is the boundary to the control plane's code store: it holds
+// worker's Go test function (built once by fnbuild) at goSha, and nothing
+// else.
+type codeStore struct{ zip []byte }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if fixture.dir != "" {
-		_ = os.RemoveAll(fixture.dir)
-	}
-	os.Exit(code)
-}
-
-func buildFixture() error {
-	dir, err := os.MkdirTemp("", "kiln-workermgr-test-")
-	if err != nil {
-		return err
-	}
-	fixture.dir = dir
-	cmd := exec.Command("go", "build", "-ldflags=-s -w", "-o", filepath.Join(dir, "gofn", "bootstrap"), "../worker/testdata/gofn")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build go function: %v\n%s", err, out)
-	}
-	if fixture.zip, err = codepkg.ZipDir(filepath.Join(dir, "gofn")); err != nil {
-		return err
-	}
-	sum := sha256.Sum256(fixture.zip)
-	fixture.sha = hex.EncodeToString(sum[:])
-	return nil
-}
-
-// codeStore is the boundary to the control plane's code store.
-type codeStore struct{}
-
-func (codeStore) ReadCode(ctx context.Context, sha string) ([]byte, error) {
-	if sha != fixture.sha {
+func (c codeStore) ReadCode(ctx context.Context, sha string) ([]byte, error) {
+	if sha != goSha {
 		return nil, fmt.Errorf("no code %s", sha)
 	}
-	return fixture.zip, nil
+	return c.zip, nil
 }
+
+// goSha is the content address the tests' specs name.
+const goSha = "1111111111111111111111111111111111111111111111111111111111111111"
 
 var cgroupSeq atomic.Uint64
 
@@ -82,17 +47,13 @@ func newEnv(t *testing.T, keepAlive time.Duration, workerMB int) *env {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: sandboxes use cgroups")
 	}
-	fixture.once.Do(func() { fixture.err = buildFixture() })
-	if fixture.err != nil {
-		t.Fatal(fixture.err)
-	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	be, err := linux.New(linux.Config{CgroupParent: fmt.Sprintf("kiln-test-workermgr-%d-%d-%s", os.Getpid(), cgroupSeq.Add(1), hex.EncodeToString(rnd[:]))})
 	if err != nil {
 		t.Fatalf("linux backend: %v", err)
 	}
-	w, err := worker.New(worker.Config{ID: "w1", DataDir: t.TempDir(), Backend: be, Code: codeStore{}, MemoryMB: workerMB})
+	w, err := worker.New(worker.Config{ID: "w1", DataDir: t.TempDir(), Backend: be, Code: codeStore{fnbuild.Zip(t, "../worker/testdata/gofn")}, MemoryMB: workerMB})
 	if err != nil {
 		_ = be.Close()
 		t.Fatalf("worker.New: %v", err)
@@ -125,7 +86,7 @@ func spec(key string) worker.FunctionSpec {
 		Handler:         "bootstrap",
 		MemoryMB:        128,
 		TimeoutSec:      5,
-		CodeSha256Hex:   fixture.sha,
+		CodeSha256Hex:   goSha,
 	}
 }
 

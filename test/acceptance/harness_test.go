@@ -1,56 +1,24 @@
 package acceptance
 
 import (
-	"archive/zip"
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/kiln-dev/kiln/internal/codepkg"
+	"github.com/kiln-dev/kiln/test/fnbuild"
 	"github.com/kiln-dev/kiln/test/kilnproc"
-)
-
-var (
-	goFnZip   []byte // the aws-lambda-go function, zipped with its bootstrap
-	goFnErr   error
-	buildOnce sync.Once
 )
 
 func TestMain(m *testing.M) { os.Exit(kilnproc.RunTests(m)) }
 
-// build compiles kiln and the Go test function once per test binary.
-func build(t *testing.T) {
-	t.Helper()
-	kilnproc.Binary(t)
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "kiln-gofn-")
-		if err != nil {
-			goFnErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		boot := filepath.Join(dir, "bootstrap")
-		cmd := exec.Command("go", "build", "-o", boot, "./testdata/gofn")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, e := cmd.CombinedOutput(); e != nil {
-			goFnErr = fmt.Errorf("build go function: %v\n%s", e, out)
-			return
-		}
-		goFnZip, goFnErr = zipDir(dir)
-	})
-	if goFnErr != nil || goFnZip == nil {
-		t.Fatalf("build: %v", goFnErr)
-	}
-}
+// build compiles kiln once per test binary.
+func build(t *testing.T) { kilnproc.Binary(t) }
 
 // server is one `kiln server` process (see package kilnproc), with the
 // short names these tests use.
@@ -82,44 +50,9 @@ func (s *server) clientFor(t *testing.T, akid, secret string, opts ...func(*lamb
 	return s.ClientFor(akid, secret, opts...)
 }
 
-// zipDir zips a directory's files (flat or nested), keeping modes.
-func zipDir(dir string) ([]byte, error) {
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		h, err := zip.FileInfoHeader(info)
-		if err != nil {
-			return err
-		}
-		h.Name = filepath.ToSlash(rel)
-		h.Method = zip.Deflate
-		w, err := zw.CreateHeader(h)
-		if err != nil {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
 func mustZip(t *testing.T, dir string) []byte {
 	t.Helper()
-	b, err := zipDir(dir)
+	b, err := codepkg.ZipDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +69,7 @@ type fixture struct {
 
 func fixtures() []fixture {
 	return []fixture{
-		{"go", "provided.al2023", "bootstrap", func(t *testing.T) []byte { build(t); return goFnZip }},
+		{"go", "provided.al2023", "bootstrap", func(t *testing.T) []byte { return fnbuild.Zip(t, "testdata/gofn") }},
 		{"python", "python3.12", "app.handler", func(t *testing.T) []byte { return mustZip(t, "testdata/python") }},
 		{"nodecjs", "nodejs20.x", "index.handler", func(t *testing.T) []byte { return mustZip(t, "testdata/nodecjs") }},
 		{"nodeesm", "nodejs22.x", "index.handler", func(t *testing.T) []byte { return mustZip(t, "testdata/nodeesm") }},

@@ -9,8 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,6 +25,7 @@ import (
 
 	"github.com/kiln-dev/kiln/internal/codepkg"
 	"github.com/kiln-dev/kiln/internal/server"
+	"github.com/kiln-dev/kiln/test/fnbuild"
 )
 
 // memoryMB is the benchmark function's memory: 1769 MB is one full vCPU on
@@ -37,16 +36,10 @@ const memoryMB = 1769
 // payload1K is the 1 KB event of the warm-invoke benchmark.
 var payload1K = []byte(`{"data":"` + strings.Repeat("x", 1024-11) + `"}`)
 
-// buildGoFunction compiles a minimal aws-lambda-go echo function.
+// buildGoFunction compiles the echo function into dir/gofn/bootstrap.
 func buildGoFunction(tb testing.TB, dir string) string {
 	tb.Helper()
-	boot := filepath.Join(dir, "gofn", "bootstrap")
-	cmd := exec.Command("go", "build", "-o", boot, "./testdata/echo")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("build: %v\n%s", err, out)
-	}
-	return boot
+	return fnbuild.Binary(tb, "./testdata/echo", filepath.Join(dir, "gofn"))
 }
 
 // startKiln runs an in-process kiln server on a fresh data dir.
