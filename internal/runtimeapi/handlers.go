@@ -81,59 +81,54 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	switch path {
 	case pathNext:
-		if r.Method != http.MethodGet {
-			methodNotAllowed(w, http.MethodGet)
-			return
+		if allow(w, r, http.MethodGet) {
+			s.handleNext(w, r)
 		}
-		s.handleNext(w, r)
 		return
 	case pathInitError:
-		if r.Method != http.MethodPost {
-			methodNotAllowed(w, http.MethodPost)
-			return
+		if allow(w, r, http.MethodPost) {
+			s.handleInitError(w, r)
 		}
-		s.handleInitError(w, r)
 		return
 	case pathExtRegister:
-		if r.Method != http.MethodPost {
-			methodNotAllowed(w, http.MethodPost)
-			return
+		if allow(w, r, http.MethodPost) {
+			s.handleExtRegister(w, r)
 		}
-		s.handleExtRegister(w, r)
 		return
 	case pathExtNext:
-		if r.Method != http.MethodGet {
-			methodNotAllowed(w, http.MethodGet)
-			return
+		if allow(w, r, http.MethodGet) {
+			s.handleExtNext(w, r)
 		}
-		s.handleExtNext(w, r)
 		return
 	case pathExtInitError, pathExtExitError:
-		if r.Method != http.MethodPost {
-			methodNotAllowed(w, http.MethodPost)
-			return
+		if allow(w, r, http.MethodPost) {
+			s.handleExtError(w, r)
 		}
-		s.handleExtError(w, r)
 		return
 	case pathPing:
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			methodNotAllowed(w, http.MethodGet)
-			return
+		if r.Method == http.MethodHead || allow(w, r, http.MethodGet) {
+			w.Header()[hdrContentType] = []string{"text/plain"}
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(bodyPong)
 		}
-		w.Header()[hdrContentType] = []string{"text/plain"}
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(bodyPong)
 		return
 	}
 	if id, isError, ok := parseInvocationPath(path); ok {
-		if r.Method != http.MethodPost {
-			methodNotAllowed(w, http.MethodPost)
-			return
+		if allow(w, r, http.MethodPost) {
+			s.handleResult(w, r, id, isError)
 		}
-		s.handleResult(w, r, id, isError)
 		return
 	}
 	writeJSON(w, http.StatusNotFound, bodyNotFound)
+}
+
+// allow reports whether r uses method, answering 405 when it does not.
+func allow(w http.ResponseWriter, r *http.Request, method string) bool {
+	if r.Method == method {
+		return true
+	}
+	methodNotAllowed(w, method)
+	return false
 }
 
 func methodNotAllowed(w http.ResponseWriter, allow string) {
