@@ -2,7 +2,6 @@ package placement
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/kiln-dev/kiln/internal/errdefs"
@@ -38,9 +37,6 @@ type ScorerFunc func(h *Host, spec *worker.FunctionSpec) float64
 
 // Score implements Scorer.
 func (f ScorerFunc) Score(h *Host, s *worker.FunctionSpec) float64 { return f(h, s) }
-
-// ErrNoCapacity means no host can take the sandbox.
-var ErrNoCapacity = errors.New("no worker has capacity")
 
 // Policy is a placement chain.
 type Policy struct {

@@ -65,15 +65,13 @@ type SandboxInfo struct {
 
 // Capacity is a host's resource picture for placement.
 type Capacity struct {
-	WorkerID      string
-	Zone          string
-	MemoryMB      int // total memory the host offers to sandboxes
-	UsedMemoryMB  int
-	Sandboxes     int
-	CachedCode    map[string]bool // code sha256 hex → unpacked here
-	MaxSandboxes  int
-	Healthy       bool
-	LastHeartbeat time.Time
+	WorkerID     string
+	Zone         string
+	MemoryMB     int // total memory the host offers to sandboxes
+	UsedMemoryMB int
+	Sandboxes    int
+	CachedCode   map[string]bool // code sha256 hex → unpacked here
+	Healthy      bool
 }
 
 // ErrSandboxGone is returned when an invoke targets a sandbox that no longer

@@ -128,13 +128,12 @@ func (w *Worker) ID() string { return w.cfg.ID }
 func (w *Worker) Capacity(ctx context.Context) (Capacity, error) {
 	w.mu.Lock()
 	c := Capacity{
-		WorkerID:      w.cfg.ID,
-		Zone:          w.cfg.Zone,
-		MemoryMB:      w.cfg.MemoryMB,
-		UsedMemoryMB:  w.usedMB,
-		Sandboxes:     len(w.sandboxes),
-		Healthy:       !w.closed,
-		LastHeartbeat: w.cfg.Now(),
+		WorkerID:     w.cfg.ID,
+		Zone:         w.cfg.Zone,
+		MemoryMB:     w.cfg.MemoryMB,
+		UsedMemoryMB: w.usedMB,
+		Sandboxes:    len(w.sandboxes),
+		Healthy:      !w.closed,
 	}
 	w.mu.Unlock()
 	w.codeMu.Lock()
