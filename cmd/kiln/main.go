@@ -13,7 +13,9 @@ import (
 )
 
 func main() {
-	// An isolated sandbox's init is this binary re-executed (nsinit).
+	// An isolated sandbox's init is this binary re-executed (nsinit). In
+	// cgo builds nsinit's C constructor takes the init over before main
+	// runs; this is the pure-Go init of CGO_ENABLED=0 builds.
 	if nsinit.IsInit() {
 		nsinit.Main()
 	}

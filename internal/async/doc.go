@@ -6,7 +6,10 @@
 // the original event, not a record), and Kiln queues (SQS-shaped
 // destinations a user can read with `kiln queue receive`), and the pollers of
 // event-source mappings that feed a Kiln queue to a function in Lambda's SQS
-// event shape (Kinesis-style streams are not built yet).
+// event shape, and Kiln streams (sharded, ordered logs with Kinesis
+// semantics, stream.go) with their event-source mappings (per-shard
+// pollers, per-key ordered lanes, durable checkpoints, bisect, retries and
+// on-failure records, stream_esm.go).
 //
 // It must never lose an accepted event: Enqueue returns only after JetStream
 // has stored the event (and, with SyncAlways, fsynced it), a poller acks an

@@ -86,8 +86,12 @@ type Config struct {
 	// survives a SIGKILL of the server (it is in the kernel's page cache)
 	// but not a power loss or kernel crash within the 2 min sync interval.
 	NoSync bool
-	Logger *slog.Logger
-	Now    func() time.Time
+	// Cluster joins the embedded NATS server to the other Kiln nodes' (a
+	// NATS cluster with JetStream clustering, cluster.go); nil runs it alone.
+	// Its store is then DataDir/nats-cluster.
+	Cluster *ClusterConfig
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Engine is the async data plane of one server node.
@@ -100,6 +104,8 @@ type Engine struct {
 	js    jetstream.JetStream
 	runs  jetstream.KeyValue
 	stats Stats
+	// streams holds Kiln streams' shard counts and checkpoints (stream.go).
+	streams streamState
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -155,29 +161,10 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	if e.js, err = jetstream.New(e.nc); err != nil {
 		return nil, fmt.Errorf("async: jetstream: %w", err)
 	}
-	if err := e.declare(ctx); err != nil {
-		return nil, err
-	}
 	rctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
-	slots := make(chan struct{}, cfg.Concurrency)
-	for p := range cfg.Partitions {
-		cons, err := e.js.Consumer(ctx, partitionStream(p), pollerName)
-		if err != nil {
-			return nil, fmt.Errorf("async: poller consumer: %w", err)
-		}
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			e.poll(rctx, cons, slots)
-		}()
-	}
-	if cfg.Mappings != nil {
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			e.runMappings(rctx)
-		}()
+	if err := e.declareAndStart(ctx, rctx); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -189,6 +176,11 @@ func (e *Engine) startEmbedded() error {
 		return errors.New("async: Config.DataDir is required for the embedded NATS server")
 	}
 	dir := filepath.Join(e.cfg.DataDir, "nats")
+	if e.cfg.Cluster != nil {
+		// A clustered store is another layout (meta group, per-stream Raft
+		// groups); a server that ran alone before keeps its old store apart.
+		dir = filepath.Join(e.cfg.DataDir, "nats-cluster")
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("async: store dir: %w", err)
 	}
@@ -206,27 +198,56 @@ func (e *Engine) startEmbedded() error {
 		// survives power loss; the default sync_interval (2 min) would leave
 		// up to two minutes of acked events in the page cache only.
 		SyncAlways:        !e.cfg.NoSync,
-		NoLog:             true,
+		NoLog:             e.cfg.Cluster == nil,
 		NoSigs:            true,
 		MaxPayload:        8 * 1024 * 1024,
 		JetStreamMaxStore: 0,
+	}
+	connOpts := []nats.Option{nats.InProcessServer(nil), nats.Name("kiln")}
+	if e.cfg.Cluster != nil {
+		token, err := clusterOptions(opts, e.cfg.Cluster)
+		if err != nil {
+			return err
+		}
+		connOpts = append(connOpts, nats.Token(token))
+		if old := filepath.Join(e.cfg.DataDir, "nats", "jetstream"); dirExists(old) {
+			e.log.Warn("this node ran its NATS store alone before it joined a cluster; events, queues and streams there are not moved into the cluster", "dir", old)
+		}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("async: nats server: %w", err)
 	}
+	if e.cfg.Cluster != nil {
+		ns.SetLoggerV2(natsLog{e.log.With("nats", e.cfg.Cluster.Name)}, true, false, false)
+	}
 	ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
-		ns.Shutdown()
+		// A server whose listeners failed can block in Shutdown waiting for
+		// its routing goroutine (it waits for a client listener that never
+		// came); don't let a failed start hang kiln server's start too.
+		done := make(chan struct{})
+		go func() { ns.Shutdown(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			e.log.Error("embedded nats server did not shut down after a failed start")
+		}
 		return errors.New("async: embedded nats server did not start")
 	}
 	e.ns = ns
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("kiln"))
+	connOpts[0] = nats.InProcessServer(ns)
+	nc, err := nats.Connect("", connOpts...)
 	if err != nil {
 		return fmt.Errorf("async: in-process connect: %w", err)
 	}
 	e.nc = nc
 	return nil
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
 
 func partitionStream(p int) string { return eventStream + strconv.Itoa(p) }
@@ -240,33 +261,43 @@ func (e *Engine) partition(requestID string) int {
 
 func (e *Engine) declare(ctx context.Context) error {
 	for p := range e.cfg.Partitions {
-		_, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:       partitionStream(p),
-			Subjects:   []string{eventSubject + "." + strconv.Itoa(p) + ".>"},
-			Retention:  jetstream.WorkQueuePolicy,
-			Storage:    jetstream.FileStorage,
-			Duplicates: 2 * time.Minute,
-			MaxMsgSize: 8 * 1024 * 1024,
+		err := e.jsRetry(ctx, func(ctx context.Context) error {
+			_, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+				Name:       partitionStream(p),
+				Subjects:   []string{eventSubject + "." + strconv.Itoa(p) + ".>"},
+				Retention:  jetstream.WorkQueuePolicy,
+				Storage:    jetstream.FileStorage,
+				Duplicates: 2 * time.Minute,
+				MaxMsgSize: 8 * 1024 * 1024,
+				Replicas:   e.replicas(),
+			})
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("async: event stream: %w", err)
 		}
-		_, err = e.js.CreateOrUpdateConsumer(ctx, partitionStream(p), jetstream.ConsumerConfig{
-			Durable:       pollerName,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       e.cfg.Lease,
-			MaxDeliver:    -1,
-			MaxAckPending: 100000,
+		err = e.jsRetry(ctx, func(ctx context.Context) error {
+			_, err := e.js.CreateOrUpdateConsumer(ctx, partitionStream(p), jetstream.ConsumerConfig{
+				Durable:       pollerName,
+				AckPolicy:     jetstream.AckExplicitPolicy,
+				AckWait:       e.cfg.Lease,
+				MaxDeliver:    -1,
+				MaxAckPending: 100000,
+			})
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("async: poller consumer: %w", err)
 		}
 	}
-	var err error
-	e.runs, err = e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:  runsBucket,
-		TTL:     DefaultMaxAge + time.Hour,
-		Storage: jetstream.FileStorage,
+	err := e.jsRetry(ctx, func(ctx context.Context) (err error) {
+		e.runs, err = e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:   runsBucket,
+			TTL:      DefaultMaxAge + time.Hour,
+			Storage:  jetstream.FileStorage,
+			Replicas: e.replicas(),
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("async: runs bucket: %w", err)

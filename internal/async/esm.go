@@ -83,6 +83,11 @@ func (e *Engine) runMappings(ctx context.Context) {
 }
 
 func (e *Engine) runMapping(ctx context.Context, m controlplane.EventSourceMapping) {
+	if m.IsStream() {
+		// One node at a time reads a stream mapping's shards (in order).
+		e.withLease(ctx, "esm."+m.UUID, func(ctx context.Context) { e.runStreamMapping(ctx, m) }) // stream_esm.go
+		return
+	}
 	d, err := parseDestination(m.EventSourceArn)
 	if err != nil || d.kind != destQueue || d.account != m.Account {
 		e.log.Warn("event-source mapping with an unusable source", "uuid", m.UUID, "source", m.EventSourceArn)

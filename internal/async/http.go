@@ -65,6 +65,8 @@ func (e *Engine) route(r *http.Request) (int, any, error) {
 	switch {
 	case len(segs) == 4 && segs[2] == "async" && segs[3] == "metrics" && r.Method == http.MethodGet:
 		return http.StatusOK, e.Stats(ctx), nil
+	case segs[2] == "streams":
+		return e.routeStream(r, account, segs) // stream_http.go
 	case segs[2] != "queues":
 		return 0, nil, unknown(r)
 	case len(segs) == 3 && r.Method == http.MethodPost:

@@ -36,8 +36,12 @@ func (e *Engine) Enqueue(ctx context.Context, in *frontend.AsyncEvent) error {
 
 func (e *Engine) publishEvent(ctx context.Context, ev *event) error {
 	subj := eventSubject + "." + strconv.Itoa(e.partition(ev.RequestID)) + "." + ev.Account
-	_, err := e.js.PublishMsg(ctx, ev.msg(subj), jetstream.WithMsgID(ev.msgID()))
-	return err
+	// In a cluster a partition whose leader died answers again once its
+	// other servers elected one; the message id makes a retry harmless.
+	return e.jsRetry(ctx, func(ctx context.Context) error {
+		_, err := e.js.PublishMsg(ctx, ev.msg(subj), jetstream.WithMsgID(ev.msgID()))
+		return err
+	})
 }
 
 // poll leases events (only as many as there are free run slots, so no

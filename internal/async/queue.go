@@ -53,20 +53,27 @@ func (e *Engine) CreateQueue(ctx context.Context, account, name string) (QueueIn
 		return QueueInfo{}, errQueueName(name)
 	}
 	st := queueStream(account, name)
-	_, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:      st,
-		Subjects:  []string{queueSubj(account, name)},
-		Retention: jetstream.WorkQueuePolicy,
-		Storage:   jetstream.FileStorage,
-		MaxAge:    14 * 24 * time.Hour, // SQS's longest retention
+	err := e.jsRetry(ctx, func(ctx context.Context) error {
+		_, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:      st,
+			Subjects:  []string{queueSubj(account, name)},
+			Retention: jetstream.WorkQueuePolicy,
+			Storage:   jetstream.FileStorage,
+			MaxAge:    14 * 24 * time.Hour, // SQS's longest retention
+			Replicas:  e.replicas(),
+		})
+		return err
 	})
 	if err != nil {
 		return QueueInfo{}, fmt.Errorf("async: create queue: %w", err)
 	}
-	if _, err := e.js.CreateOrUpdateConsumer(ctx, st, jetstream.ConsumerConfig{
-		Durable:   queueConsumer,
-		AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait:   30 * time.Second, // SQS's default visibility timeout
+	if err := e.jsRetry(ctx, func(ctx context.Context) error {
+		_, err := e.js.CreateOrUpdateConsumer(ctx, st, jetstream.ConsumerConfig{
+			Durable:   queueConsumer,
+			AckPolicy: jetstream.AckExplicitPolicy,
+			AckWait:   30 * time.Second, // SQS's default visibility timeout
+		})
+		return err
 	}); err != nil {
 		return QueueInfo{}, fmt.Errorf("async: create queue consumer: %w", err)
 	}
@@ -106,8 +113,18 @@ func (e *Engine) SendMessage(ctx context.Context, account, name string, body []b
 	if !validQueueName(name) {
 		return "", errQueueName(name)
 	}
-	ack, err := e.js.Publish(ctx, queueSubj(account, name), body)
-	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+	var ack *jetstream.PubAck
+	err := e.jsRetry(ctx, func(ctx context.Context) (err error) {
+		ack, err = e.js.Publish(ctx, queueSubj(account, name), body)
+		if errors.Is(err, jetstream.ErrNoStreamResponse) && e.cfg.Cluster != nil {
+			if _, serr := e.js.Stream(ctx, queueStream(account, name)); !errors.Is(serr, jetstream.ErrStreamNotFound) {
+				return err // electing a leader: try again
+			}
+			return errNoQueue
+		}
+		return err
+	})
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, errNoQueue) {
 		return "", errQueueNotFound(name)
 	}
 	if err != nil {
@@ -117,8 +134,19 @@ func (e *Engine) SendMessage(ctx context.Context, account, name string, body []b
 }
 
 func (e *Engine) publishQueue(ctx context.Context, account, name string, body []byte) error {
-	_, err := e.js.Publish(ctx, queueSubj(account, name), body)
-	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+	err := e.jsRetry(ctx, func(ctx context.Context) error {
+		_, err := e.js.Publish(ctx, queueSubj(account, name), body)
+		if errors.Is(err, jetstream.ErrNoStreamResponse) && e.cfg.Cluster != nil {
+			// In a cluster nobody answers while the queue's servers elect
+			// a leader, too: only a queue that is gone is no queue.
+			if _, serr := e.js.Stream(ctx, queueStream(account, name)); !errors.Is(serr, jetstream.ErrStreamNotFound) {
+				return err
+			}
+			return errNoQueue
+		}
+		return err
+	})
+	if errors.Is(err, jetstream.ErrNoStreamResponse) && e.cfg.Cluster == nil || errors.Is(err, errNoQueue) {
 		return fmt.Errorf("%w: %s", errNoQueue, name)
 	}
 	return err

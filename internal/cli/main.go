@@ -47,6 +47,7 @@ func verbs() []verb {
 		{"rm", "delete a function (or one version)", runRm},
 		{"logs", "print a function's recent log lines", runLogs},
 		{"queue", "manage Kiln queues (create, ls, rm, send, receive)", runQueue},
+		{"stream", "manage Kiln streams (create, ls, describe, rm, put, read)", runStream},
 		{"account", "manage accounts (account create)", runAccount},
 		{"version", "print the kiln version", runVersion},
 	}

@@ -24,6 +24,66 @@ type muxFSM struct {
 	// so a downgrade-and-upgrade does not silently drop that state.
 	mu      sync.Mutex
 	orphans map[string][]byte
+
+	// Results of recently applied commands by index, so a follower that
+	// forwarded a command can read the result its own replica computed
+	// (Apply is deterministic, so it is the leader's result too).
+	resMu    sync.Mutex
+	results  [resultRing]indexedResult
+	applied  uint64        // index of the last command applied here
+	restores uint64        // counts Restore calls (a snapshot may skip indexes)
+	notify   chan struct{} // closed and replaced on every apply and restore
+}
+
+// resultRing is how many recent results are kept (a power of two).
+const resultRing = 4096
+
+type indexedResult struct {
+	index uint64
+	res   any
+}
+
+// record stores one applied command's result and wakes waiters.
+func (m *muxFSM) record(index uint64, res any) {
+	m.resMu.Lock()
+	m.results[index%resultRing] = indexedResult{index, res}
+	if index > m.applied {
+		m.applied = index
+	}
+	m.wakeLocked()
+	m.resMu.Unlock()
+}
+
+func (m *muxFSM) wakeLocked() {
+	if m.notify != nil {
+		close(m.notify)
+		m.notify = nil
+	}
+}
+
+// resultAt reports the local result of the command at index: ok is false
+// while it is not applied here yet; gone is true when it was applied but its
+// result is no longer known (overwritten in the ring, or skipped by a
+// snapshot restore).
+func (m *muxFSM) resultAt(index, restoresBefore uint64) (res any, ok, gone bool, wake <-chan struct{}) {
+	m.resMu.Lock()
+	defer m.resMu.Unlock()
+	if e := m.results[index%resultRing]; e.index == index {
+		return e.res, true, false, nil
+	}
+	if m.applied >= index || m.restores != restoresBefore {
+		return nil, false, true, nil
+	}
+	if m.notify == nil {
+		m.notify = make(chan struct{})
+	}
+	return nil, false, false, m.notify
+}
+
+func (m *muxFSM) restoreCount() uint64 {
+	m.resMu.Lock()
+	defer m.resMu.Unlock()
+	return m.restores
 }
 
 // Apply runs in Raft's FSM goroutine.
@@ -39,9 +99,13 @@ func (m *muxFSM) Apply(l *raft.Log) any {
 	p, ok := m.parts[name]
 	if !ok {
 		m.log.Warn("skipping log entry for unregistered part", "index", l.Index, "part", name)
-		return fmt.Errorf("%w: %q", ErrUnknownPart, name)
+		err := fmt.Errorf("%w: %q", ErrUnknownPart, name)
+		m.record(l.Index, err)
+		return err
 	}
-	return p.Apply(l.Index, cmd)
+	res := p.Apply(l.Index, cmd)
+	m.record(l.Index, res)
+	return res
 }
 
 // Snapshot asks each part for its state here, in the FSM goroutine, so the
@@ -82,6 +146,10 @@ func (m *muxFSM) Restore(rc io.ReadCloser) error {
 	m.mu.Lock()
 	m.orphans = sections
 	m.mu.Unlock()
+	m.resMu.Lock()
+	m.restores++
+	m.wakeLocked()
+	m.resMu.Unlock()
 	for name := range sections {
 		m.log.Warn("snapshot holds state of an unregistered part; keeping it", "part", name)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,10 +44,19 @@ type Config struct {
 	// means the pinned one, or "node-1" on first start.
 	NodeID string
 	// Bind is the TCP address for Raft traffic between voters. Empty selects
-	// an in-memory transport: one voter, no network.
+	// the one pinned in Dir on an earlier start, else an in-memory
+	// transport: one voter, no network.
 	Bind string
-	// Join lists voters of an existing cluster to join instead of
-	// bootstrapping. This is the cluster seam; it is not implemented yet.
+	// HTTPAddr is where this node serves its internal routes (RegisterRoutes,
+	// host:port); peers learn it through the replicated member list.
+	HTTPAddr string
+	// ClusterKey signs node-to-node requests (RequireSignature). Without it
+	// a follower does not forward commands (Apply returns ErrNotLeader).
+	ClusterKey []byte
+	// Join lists HTTP addresses of members of a running cluster; on first
+	// start the node asks them to add it as a voter instead of bootstrapping
+	// (later starts ignore it: membership is in the Raft state). Needs Bind
+	// and ClusterKey.
 	Join []string
 	// Peers, when set, is the whole static voter set (this node included,
 	// by NodeID) and needs Bind. Every node bootstraps the same
@@ -62,6 +72,7 @@ type Config struct {
 type Peer struct {
 	ID   string
 	Addr string // its Raft Bind address
+	HTTP string // its HTTPAddr (internal routes); may be empty
 }
 
 // Errors callers may match.
@@ -77,6 +88,7 @@ var (
 const (
 	defaultNodeID = "node-1"
 	nodeIDFile    = "node-id"
+	bindFile      = "raft-addr"
 	retainSnaps   = 2
 )
 
@@ -90,6 +102,8 @@ type Node struct {
 	trans   raft.Transport
 	closeTr func() error
 	fsm     *muxFSM
+	members *membersPart
+	client  *http.Client
 
 	mu      sync.Mutex
 	started bool
@@ -98,6 +112,9 @@ type Node struct {
 	// inflight counts Apply calls (and the waiter goroutines they start) so
 	// Close can wait for them after Raft has resolved every future.
 	inflight sync.WaitGroup
+	// bg runs registerSelf; stopBG ends it on Close.
+	bg     sync.WaitGroup
+	stopBG context.CancelFunc
 }
 
 // Open prepares a node in cfg.Dir: it opens the log and snapshot stores and
@@ -110,12 +127,6 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("consensus: Config.Dir is required")
 	}
-	if len(cfg.Peers) > 0 && cfg.Bind == "" {
-		return nil, errors.New("consensus: Config.Peers needs Config.Bind")
-	}
-	if len(cfg.Join) > 0 {
-		return nil, errors.New("consensus: joining a cluster (Config.Join) is not implemented yet")
-	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -127,8 +138,23 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Bind, err = pinBind(cfg.Dir, cfg.Bind); err != nil {
+		return nil, err
+	}
+	if (len(cfg.Peers) > 0 || len(cfg.Join) > 0) && cfg.Bind == "" {
+		return nil, errors.New("consensus: Config.Peers and Config.Join need Config.Bind")
+	}
+	if len(cfg.Join) > 0 && len(cfg.ClusterKey) == 0 {
+		return nil, fmt.Errorf("consensus: Config.Join needs Config.ClusterKey: %w", ErrNoClusterKey)
+	}
 	n := &Node{cfg: cfg, log: log.With("node_id", nodeID), nodeID: nodeID}
 	n.fsm = &muxFSM{parts: map[string]Part{}, log: n.log}
+	n.members = &membersPart{m: map[string]string{}}
+	n.fsm.parts[membersPartName] = n.members
+	n.client = &http.Client{Transport: &http.Transport{
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}}
 
 	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
 	if err != nil {
@@ -177,6 +203,38 @@ func pinNodeID(dir, want string) (string, error) {
 		return "", fmt.Errorf("consensus: pin node id: %w", err)
 	}
 	return want, nil
+}
+
+// pinBind keeps the Raft address across restarts: the stored configuration
+// names it, so a restart needs no flag. want overrides (and re-pins) it.
+func pinBind(dir, want string) (string, error) {
+	p := filepath.Join(dir, bindFile)
+	if want != "" {
+		if b, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(b)) == want {
+			return want, nil
+		}
+		if err := writeFileSync(p, []byte(want+"\n")); err != nil {
+			return "", fmt.Errorf("consensus: pin raft address: %w", err)
+		}
+		return want, nil
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("consensus: read raft address: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// StoredNodeID is the node id pinned in dir by an earlier start ("" if none).
+func StoredNodeID(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, nodeIDFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func writeFileSync(path string, data []byte) error {
@@ -248,12 +306,17 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.cfg.SnapshotThreshold > 0 {
 		conf.SnapshotThreshold = n.cfg.SnapshotThreshold
 	}
-	if len(n.cfg.Peers) > 0 {
+	if n.cfg.Bind != "" {
 		// A leader loss must be noticed and repaired well within the 5 s
 		// admission budget; loopback and LAN round trips are sub-ms.
 		conf.HeartbeatTimeout = 500 * time.Millisecond
 		conf.ElectionTimeout = 500 * time.Millisecond
 		conf.LeaderLeaseTimeout = 250 * time.Millisecond
+		// A follower learns that an entry committed from the next append
+		// the leader sends; without new entries that comes after
+		// CommitTimeout (default 50 ms). A forwarded command waits for its
+		// own replica to apply it, so keep that wait short.
+		conf.CommitTimeout = 5 * time.Millisecond
 	}
 	if n.cfg.Bind == "" {
 		// One voter talks to nobody, so there is no reason to wait the
@@ -268,7 +331,8 @@ func (n *Node) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consensus: inspect state: %w", err)
 	}
-	if !hasState {
+	joining := !hasState && len(n.cfg.Join) > 0
+	if !hasState && !joining {
 		boot := raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter, ID: conf.LocalID, Address: n.trans.LocalAddr(),
 		}}}
@@ -281,15 +345,29 @@ func (n *Node) Start(ctx context.Context) error {
 		if err := raft.BootstrapCluster(conf, n.store, n.store, n.snaps, n.trans, boot); err != nil {
 			return fmt.Errorf("consensus: bootstrap: %w", err)
 		}
-		n.log.Info("bootstrapped single-voter cluster", "dir", n.cfg.Dir)
+		n.log.Info("bootstrapped cluster", "dir", n.cfg.Dir, "voters", len(boot.Servers))
 	}
 	r, err := raft.NewRaft(conf, n.fsm, n.store, n.store, n.snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("consensus: start raft: %w", err)
 	}
 	n.raft = r
+	if joining {
+		if err := n.join(ctx); err != nil {
+			return err
+		}
+	}
 	if err := n.waitReady(ctx); err != nil {
 		return err
+	}
+	if n.canForward() {
+		bctx, cancel := context.WithCancel(context.Background())
+		n.stopBG = cancel
+		n.bg.Add(1)
+		go func() {
+			defer n.bg.Done()
+			n.registerSelf(bctx)
+		}()
 	}
 	n.log.Info("consensus ready", "elapsed", time.Since(t0).Round(time.Millisecond), "applied_index", r.AppliedIndex())
 	return nil
@@ -298,12 +376,13 @@ func (n *Node) Start(ctx context.Context) error {
 func (n *Node) waitReady(ctx context.Context) error {
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
-	if len(n.cfg.Peers) > 0 {
+	if n.cfg.Bind != "" {
 		// In a cluster this node may follow; it is ready once it knows a
-		// leader (its replica then catches up in the background).
+		// leader and has caught up with what that leader had committed (when
+		// it can ask: that needs the cluster key).
 		for {
 			if addr, _ := n.raft.LeaderWithID(); addr != "" {
-				return nil
+				break
 			}
 			select {
 			case <-ctx.Done():
@@ -311,6 +390,20 @@ func (n *Node) waitReady(ctx context.Context) error {
 			case <-tick.C:
 			}
 		}
+		if n.raft.State() != raft.Leader && !n.canForward() {
+			return nil
+		}
+		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		if err := n.syncStarted(sctx); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			// Serving slightly stale reads beats not starting; writes and
+			// forwarded commands still wait for their own index.
+			n.log.Warn("could not catch up with the leader; starting anyway", "err", err)
+		}
+		return nil
 	}
 	for n.raft.State() != raft.Leader {
 		select {
@@ -355,7 +448,47 @@ func (n *Node) Apply(ctx context.Context, part string, cmd []byte) (any, error) 
 		return nil, fmt.Errorf("%w: %q", ErrUnknownPart, part)
 	}
 
-	f := r.Apply(frame(part, cmd), timeoutFrom(ctx))
+	if n.canForward() {
+		return n.applyAnywhere(ctx, r, part, cmd)
+	}
+	return n.applyLocal(ctx, r, part, frame(part, cmd))
+}
+
+// applyAnywhere applies on the leader, this node or another: a follower
+// forwards the command to the leader's internal route. It retries while no
+// leader is reachable and nothing can have been applied, until ctx ends
+// (10 s when ctx has no deadline).
+func (n *Node) applyAnywhere(ctx context.Context, r *raft.Raft, part string, cmd []byte) (any, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	framed := frame(part, cmd)
+	for {
+		var res any
+		err := errRetry
+		if r.State() == raft.Leader {
+			res, err = n.applyLocal(ctx, r, part, framed)
+			if errors.Is(err, raft.ErrNotLeader) {
+				err = errRetry
+			}
+		} else if addr := n.leaderHTTP(r); addr != "" {
+			res, err = n.forwardApply(ctx, addr, framed)
+		}
+		if !errors.Is(err, errRetry) {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("consensus: apply %s: %w: no leader reachable: %w", part, ErrNotLeader, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) applyLocal(ctx context.Context, r *raft.Raft, part string, framed []byte) (any, error) {
+	f := r.Apply(framed, timeoutFrom(ctx))
 	if err := n.wait(ctx, f); err != nil {
 		return nil, fmt.Errorf("consensus: apply %s: %w: %w", part, ErrOutcomeUnknown, err)
 	}
@@ -465,8 +598,19 @@ func (n *Node) Close() error {
 	n.closed = true
 	r := n.raft
 	n.mu.Unlock()
+	if n.stopBG != nil {
+		n.stopBG()
+		n.bg.Wait()
+	}
 
 	var errs []error
+	if r != nil && n.cfg.Bind != "" && r.State() == raft.Leader {
+		// Hand leadership over rather than make the others wait out an
+		// election timeout; best effort (it fails without a peer to take it).
+		if err := r.LeadershipTransfer().Error(); err != nil {
+			n.log.Debug("leadership transfer on close", "err", err)
+		}
+	}
 	if r != nil {
 		if err := r.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))

@@ -65,11 +65,11 @@ func (p *kvPart) get(k string) string {
 	return p.m[k]
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -355,7 +355,7 @@ func TestNodeIDPinned(t *testing.T) {
 		t.Fatalf("node id %q, want pinned alpha", n.nodeID)
 	}
 	if _, err := Open(ctx, Config{Dir: filepath.Join(dir, "x"), Join: []string{"10.0.0.1:7000"}}); err == nil {
-		t.Fatal("Join is not implemented and must say so")
+		t.Fatal("Join without a Raft address and a cluster key must fail")
 	}
 	if _, err := os.Stat(filepath.Join(dir, nodeIDFile)); err != nil {
 		t.Fatal(err)

@@ -109,6 +109,7 @@ func (s *Service) buildRoutes() map[routeKey]routeEntry {
 		{"POST", "kiln/accounts"}:                    {"KilnCreateAccount", s.kilnCreateAccount},
 		{"GET", "kiln/accounts"}:                     {"KilnListAccounts", s.kilnListAccounts},
 		{"GET", "kiln/functions/{fn}/code"}:          {"KilnGetFunctionCode", s.kilnGetCode},
+		{"GET", "kiln/metrics"}:                      {"KilnGetMetrics", s.kilnGetMetrics},
 		// eventinvoke.go
 		{"PUT", "eic"}:      {"PutFunctionEventInvokeConfig", s.putEventInvokeConfig},
 		{"POST", "eic"}:     {"UpdateFunctionEventInvokeConfig", s.putEventInvokeConfig},
@@ -171,8 +172,8 @@ func (s *Service) route(method string, p []string) (string, handlerFunc) {
 		}
 	case len(p) == 2 && p[0] == "2016-08-19" && p[1] == "account-settings":
 		shape = "account-settings"
-	case len(p) == 3 && p[0] == "2026-01-01" && p[1] == "kiln" && p[2] == "accounts":
-		shape = "kiln/accounts"
+	case len(p) == 3 && p[0] == "2026-01-01" && p[1] == "kiln" && (p[2] == "accounts" || p[2] == "metrics"):
+		shape = "kiln/" + p[2]
 	case len(p) == 5 && p[0] == "2026-01-01" && p[1] == "kiln" && p[2] == "functions" && p[4] == "code":
 		shape = "kiln/functions/{fn}/code"
 	}
@@ -1049,6 +1050,7 @@ func (s *Service) kilnGetCode(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	s.ensureCode(c.ctx, v.CodeSha256Hex) // a cluster node may lack it (replicate.go)
 	// Hold the code lock while opening so the file cannot be collected
 	// first; once open, a later unlink does not disturb the read.
 	s.code.mu.RLock()

@@ -19,6 +19,9 @@ import (
 type codeStore struct {
 	dir string
 	mu  sync.RWMutex
+	// push copies a zip to the cluster's other voters (replicate.go); it is
+	// a no-op on a lone node.
+	push func(ctx context.Context, hex string, data []byte) error
 }
 
 func newCodeStore(dataDir string) (*codeStore, error) {
@@ -49,11 +52,26 @@ func (c *codeStore) path(hex string) string {
 	return filepath.Join(c.dir, hex+".zip")
 }
 
-// put stores data durably under hex (write to a temp file, fsync, rename,
+// put stores data durably here and, in a cluster, on a majority of the
+// voters, before the command that references it is proposed. The caller
+// holds c.mu shared.
+func (c *codeStore) put(hex string, data []byte) error {
+	if err := c.store(hex, data); err != nil {
+		return err
+	}
+	if c.push == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pushTimeout)
+	defer cancel()
+	return c.push(ctx, hex, data)
+}
+
+// store stores data durably under hex (write to a temp file, fsync, rename,
 // fsync the directory). A complete file already there is kept: the name is
 // its content's hash and renames are atomic, so it cannot be partial.
 // The caller holds c.mu shared.
-func (c *codeStore) put(hex string, data []byte) error {
+func (c *codeStore) store(hex string, data []byte) error {
 	p := c.path(hex)
 	if p == "" {
 		return fmt.Errorf("controlplane: bad code digest %q", hex)

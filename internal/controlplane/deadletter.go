@@ -78,11 +78,12 @@ func (s *Service) DeadLetterTarget(account, function, qualifier string) (string,
 	return v.DeadLetterArn, true
 }
 
-// forgetAsyncLocked drops a deleted function's event invoke configs and
-// event-source mappings, so a function later created under the same name
-// starts without them. It runs inside the deleteFunction apply (the caller
-// holds s.mu; lock order is s.mu before eic.mu and esm.mu), so the removal
-// is atomic with the delete and replays identically from the log.
+// forgetAsyncLocked drops a deleted function's event invoke configs, so a
+// function later created under the same name starts without them. Its
+// event-source mappings stay, as on Lambda (they fail to invoke until the
+// function exists again). It runs inside the deleteFunction apply (the
+// caller holds s.mu; lock order is s.mu before eic.mu), so the removal is
+// atomic with the delete and replays identically from the log.
 func (s *Service) forgetAsyncLocked(account, name string) {
 	if s.eic != nil {
 		s.eic.mu.Lock()
@@ -91,14 +92,5 @@ func (s *Service) forgetAsyncLocked(account, name string) {
 			delete(s.eic.m, account)
 		}
 		s.eic.mu.Unlock()
-	}
-	if s.esm != nil {
-		s.esm.mu.Lock()
-		for id, m := range s.esm.m {
-			if m.Account == account && m.FunctionName == name {
-				delete(s.esm.m, id)
-			}
-		}
-		s.esm.mu.Unlock()
 	}
 }

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,7 +12,9 @@ import (
 	"github.com/kiln-dev/kiln/internal/errdefs"
 )
 
-// Event-source mappings: a Kiln queue (SQS-shaped ARN) feeding a function.
+// Event-source mappings: a Kiln queue (SQS-shaped ARN) or a Kiln stream
+// (Kinesis-shaped ARN) feeding a function. Deleting the function keeps its
+// mappings, as on Lambda: they stay and fail to invoke until it is back.
 // Like event invoke configs they live in their own consensus part; package
 // async runs them.
 
@@ -31,11 +34,56 @@ type EventSourceMapping struct {
 	ReportBatchItemFailures bool   `json:"partial,omitempty"`
 	MaximumConcurrency      int    `json:"maxConc,omitempty"`
 	LastModified            int64  `json:"modified"` // unix ms
+
+	// Stream sources only (Kinesis-shaped ARNs). Every field is omitted
+	// when zero, so snapshots written before streams existed still load.
+	// A stream mapping always stores its retry and age limits explicitly
+	// (-1 when unlimited), so a stored 0 really means 0.
+	StartingPosition           string `json:"startPos,omitempty"` // TRIM_HORIZON | LATEST | AT_TIMESTAMP
+	StartingPositionTimestamp  int64  `json:"startTs,omitempty"`  // unix ms, AT_TIMESTAMP only
+	ParallelizationFactor      int    `json:"parallel,omitempty"`
+	BisectBatchOnFunctionError bool   `json:"bisect,omitempty"`
+	MaximumRetryAttempts       int    `json:"maxRetries,omitempty"`
+	MaximumRecordAgeInSeconds  int    `json:"maxRecordAge,omitempty"`
+	OnFailure                  string `json:"onFailure,omitempty"` // DestinationConfig.OnFailure.Destination
+}
+
+// IsStream reports whether the mapping reads a Kiln stream.
+func (m *EventSourceMapping) IsStream() bool {
+	return strings.HasPrefix(m.EventSourceArn, "arn:aws:kinesis:")
 }
 
 type esmStore struct {
 	mu sync.RWMutex
 	m  map[string]*EventSourceMapping // uuid → mapping
+	// streams answers whether a Kiln stream exists (package async); nil
+	// until SetStreams, and then stream sources are not checked.
+	streams StreamChecker
+}
+
+// StreamChecker tells whether an account has a Kiln stream.
+type StreamChecker interface {
+	StreamExists(ctx context.Context, account, name string) (bool, error)
+}
+
+// SetStreams connects the stream store, so CreateEventSourceMapping refuses
+// a stream that does not exist. Call before serving.
+func (s *Service) SetStreams(c StreamChecker) {
+	s.esm.mu.Lock()
+	s.esm.streams = c
+	s.esm.mu.Unlock()
+}
+
+// FunctionRole returns a function's execution role ($LATEST's), which
+// stream events carry as invokeIdentityArn.
+func (s *Service) FunctionRole(account, function string) (string, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	fn := s.st.Functions[account][function]
+	if fn == nil || fn.Latest == nil {
+		return "", false
+	}
+	return fn.Latest.Role, true
 }
 
 type esmCommand struct {
@@ -118,6 +166,23 @@ type esmInput struct {
 	FunctionResponseTypes          *[]string      `json:"FunctionResponseTypes"`
 	ScalingConfig                  *scalingConfig `json:"ScalingConfig"`
 	StartingPosition               *string        `json:"StartingPosition"`
+	// Stream sources only.
+	StartingPositionTimestamp  *float64           `json:"StartingPositionTimestamp"` // epoch seconds
+	ParallelizationFactor      *int               `json:"ParallelizationFactor"`
+	BisectBatchOnFunctionError *bool              `json:"BisectBatchOnFunctionError"`
+	MaximumRetryAttempts       *int               `json:"MaximumRetryAttempts"`
+	MaximumRecordAgeInSeconds  *int               `json:"MaximumRecordAgeInSeconds"`
+	TumblingWindowInSeconds    *int               `json:"TumblingWindowInSeconds"`
+	DestinationConfig          *esmDestinationCfg `json:"DestinationConfig"`
+}
+
+type esmDestination struct {
+	Destination *string `json:"Destination,omitempty"`
+}
+
+type esmDestinationCfg struct {
+	OnSuccess *esmDestination `json:"OnSuccess,omitempty"`
+	OnFailure *esmDestination `json:"OnFailure,omitempty"`
 }
 
 type esmOutput struct {
@@ -132,6 +197,15 @@ type esmOutput struct {
 	LastProcessingResult           string         `json:"LastProcessingResult"`
 	FunctionResponseTypes          []string       `json:"FunctionResponseTypes"`
 	ScalingConfig                  *scalingConfig `json:"ScalingConfig,omitempty"`
+	// Stream sources only (absent for queues, as on Lambda).
+	StartingPosition           *string            `json:"StartingPosition,omitempty"`
+	StartingPositionTimestamp  *float64           `json:"StartingPositionTimestamp,omitempty"`
+	ParallelizationFactor      *int               `json:"ParallelizationFactor,omitempty"`
+	BisectBatchOnFunctionError *bool              `json:"BisectBatchOnFunctionError,omitempty"`
+	MaximumRetryAttempts       *int               `json:"MaximumRetryAttempts,omitempty"`
+	MaximumRecordAgeInSeconds  *int               `json:"MaximumRecordAgeInSeconds,omitempty"`
+	TumblingWindowInSeconds    *int               `json:"TumblingWindowInSeconds,omitempty"`
+	DestinationConfig          *esmDestinationCfg `json:"DestinationConfig,omitempty"`
 }
 
 func (s *Service) esmOutput(m *EventSourceMapping, state string) esmOutput {
@@ -158,20 +232,81 @@ func (s *Service) esmOutput(m *EventSourceMapping, state string) esmOutput {
 		n := m.MaximumConcurrency
 		out.ScalingConfig = &scalingConfig{MaximumConcurrency: &n}
 	}
+	if m.IsStream() {
+		sp, pf, bis, mra, age, tw := m.StartingPosition, m.ParallelizationFactor, m.BisectBatchOnFunctionError, m.MaximumRetryAttempts, m.MaximumRecordAgeInSeconds, 0
+		out.StartingPosition, out.ParallelizationFactor, out.BisectBatchOnFunctionError = &sp, &pf, &bis
+		out.MaximumRetryAttempts, out.MaximumRecordAgeInSeconds, out.TumblingWindowInSeconds = &mra, &age, &tw
+		if m.StartingPosition == "AT_TIMESTAMP" {
+			ts := float64(m.StartingPositionTimestamp) / 1000
+			out.StartingPositionTimestamp = &ts
+		}
+		out.DestinationConfig = &esmDestinationCfg{OnFailure: &esmDestination{}}
+		if m.OnFailure != "" {
+			d := m.OnFailure
+			out.DestinationConfig.OnFailure.Destination = &d
+		}
+	}
 	return out
 }
 
-// checkQueueArn accepts a Kiln queue ARN in the caller's account and region.
-func (s *Service) checkQueueArn(account, arn string) error {
+// checkSourceArn accepts a Kiln queue (SQS-shaped ARN) or a Kiln stream
+// (Kinesis-shaped ARN) in the caller's account and region; a stream must
+// exist when the stream store is connected.
+func (s *Service) checkSourceArn(c *call, arn string) error {
 	p := strings.Split(arn, ":")
-	if len(p) == 6 && p[0] == "arn" && p[1] == "aws" && p[2] == "sqs" && p[3] == s.region && p[4] == account && p[5] != "" && len(p[5]) <= 80 {
+	if len(p) == 6 && p[0] == "arn" && p[1] == "aws" && p[2] == "sqs" && p[3] == s.region && p[4] == c.account && p[5] != "" && len(p[5]) <= 80 {
 		return nil
 	}
-	return errdefs.InvalidParameter("Unsupported event source %s: Kiln maps Kiln queues (arn:aws:sqs:%s:%s:<queue>).", arn, s.region, account)
+	if len(p) == 6 && p[0] == "arn" && p[1] == "aws" && p[2] == "kinesis" && p[3] == s.region && p[4] == c.account && strings.HasPrefix(p[5], "stream/") {
+		name := strings.TrimPrefix(p[5], "stream/")
+		if name == "" || len(name) > 128 || strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != "" {
+			return errdefs.InvalidParameter("Stream not found: %s", arn)
+		}
+		s.esm.mu.RLock()
+		chk := s.esm.streams
+		s.esm.mu.RUnlock()
+		if chk != nil {
+			ok, err := chk.StreamExists(c.ctx, c.account, name)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return errdefs.InvalidParameter("Stream not found: %s", arn)
+			}
+		}
+		return nil
+	}
+	return errdefs.InvalidParameter("Unsupported event source %s: Kiln maps Kiln queues (arn:aws:sqs:%s:%s:<queue>) and Kiln streams (arn:aws:kinesis:%s:%s:stream/<stream>).", arn, s.region, c.account, s.region, c.account)
 }
 
-// applyESMInput validates in and applies it to m (create: m holds defaults).
+// checkOnFailure accepts a Kiln queue or a function of the caller's account.
+func (s *Service) checkOnFailure(account, arn string) error {
+	p := strings.Split(arn, ":")
+	switch {
+	case len(p) == 6 && p[0] == "arn" && p[1] == "aws" && p[2] == "sqs" && p[3] == s.region && p[4] == account && p[5] != "" && len(p[5]) <= 80:
+		return nil
+	case (len(p) == 7 || len(p) == 8) && p[0] == "arn" && p[1] == "aws" && p[2] == "lambda" && p[3] == s.region && p[4] == account && p[5] == "function" && p[6] != "":
+		return nil
+	}
+	return errdefs.InvalidParameter("The provided destination config DestinationConfig(OnFailure=%s) is invalid: Kiln sends stream failures to a Kiln queue or a function of this account.", arn)
+}
+
+// applyESMInput validates in and applies it to m (create: m holds the
+// account and UUID; the source's defaults are set here).
 func (s *Service) applyESMInput(c *call, in *esmInput, m *EventSourceMapping, create bool) error {
+	if create {
+		if in.EventSourceArn == nil {
+			var v vErrs
+			v.null("eventSourceArn")
+			return v.err()
+		}
+		m.EventSourceArn = *in.EventSourceArn
+		m.BatchSize = 10 // SQS
+		if m.IsStream() {
+			m.BatchSize, m.ParallelizationFactor, m.MaximumRetryAttempts, m.MaximumRecordAgeInSeconds = 100, 1, -1, -1
+		}
+	}
+	stream := m.IsStream()
 	var v vErrs
 	if in.BatchSize != nil {
 		v.intRange(*in.BatchSize, "batchSize", 1, 10000)
@@ -195,10 +330,28 @@ func (s *Service) applyESMInput(c *call, in *esmInput, m *EventSourceMapping, cr
 			m.ReportBatchItemFailures = true
 		}
 	}
+	if in.ParallelizationFactor != nil {
+		v.intRange(*in.ParallelizationFactor, "parallelizationFactor", 1, 10)
+	}
+	if in.MaximumRetryAttempts != nil {
+		v.intRange(*in.MaximumRetryAttempts, "maximumRetryAttempts", -1, 10000)
+	}
+	if in.MaximumRecordAgeInSeconds != nil {
+		v.intRange(*in.MaximumRecordAgeInSeconds, "maximumRecordAgeInSeconds", -1, 604800)
+	}
+	if in.TumblingWindowInSeconds != nil {
+		v.intRange(*in.TumblingWindowInSeconds, "tumblingWindowInSeconds", 0, 900)
+	}
+	if create && in.StartingPosition != nil {
+		v.enum(*in.StartingPosition, "startingPosition", "TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
+	}
 	if err := v.err(); err != nil {
 		return err
 	}
-	if m.BatchSize > 10 && m.BatchingWindowSeconds < 1 {
+	if err := s.applyStreamFields(c, in, m, create, stream); err != nil {
+		return err
+	}
+	if !stream && m.BatchSize > 10 && m.BatchingWindowSeconds < 1 {
 		return errdefs.InvalidParameter("Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10")
 	}
 	if in.Enabled != nil {
@@ -224,15 +377,84 @@ func (s *Service) applyESMInput(c *call, in *esmInput, m *EventSourceMapping, cr
 		m.FunctionName, m.Qualifier = ref.name, ref.qualifier
 	}
 	if create {
-		if in.EventSourceArn == nil {
-			var v vErrs
-			v.null("eventSourceArn")
-			return v.err()
-		}
-		if err := s.checkQueueArn(c.account, *in.EventSourceArn); err != nil {
+		if err := s.checkSourceArn(c, m.EventSourceArn); err != nil {
 			return err
 		}
-		m.EventSourceArn = *in.EventSourceArn
+	}
+	return nil
+}
+
+// applyStreamFields applies the stream-only fields, refusing them on a
+// queue source and queue-only ones on a stream, as Lambda does.
+func (s *Service) applyStreamFields(c *call, in *esmInput, m *EventSourceMapping, create, stream bool) error {
+	if !stream {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{
+			{"StartingPosition", create && in.StartingPosition != nil},
+			{"StartingPositionTimestamp", create && in.StartingPositionTimestamp != nil},
+			{"ParallelizationFactor", in.ParallelizationFactor != nil},
+			{"BisectBatchOnFunctionError", in.BisectBatchOnFunctionError != nil},
+			{"MaximumRetryAttempts", in.MaximumRetryAttempts != nil},
+			{"MaximumRecordAgeInSeconds", in.MaximumRecordAgeInSeconds != nil},
+			{"TumblingWindowInSeconds", in.TumblingWindowInSeconds != nil},
+			{"DestinationConfig", in.DestinationConfig != nil && (in.DestinationConfig.OnFailure != nil || in.DestinationConfig.OnSuccess != nil)},
+		} {
+			if f.set {
+				return errdefs.InvalidParameter("%s is not valid for SQS event sources.", f.name)
+			}
+		}
+		return nil
+	}
+	if in.ScalingConfig != nil && in.ScalingConfig.MaximumConcurrency != nil {
+		return errdefs.InvalidParameter("ScalingConfig is not valid for Kinesis event sources.")
+	}
+	if create {
+		if in.StartingPosition == nil {
+			return errdefs.InvalidParameter("StartingPosition is required for Kinesis event sources.")
+		}
+		m.StartingPosition = *in.StartingPosition
+		switch {
+		case m.StartingPosition == "AT_TIMESTAMP" && in.StartingPositionTimestamp == nil:
+			return errdefs.InvalidParameter("StartingPositionTimestamp must be provided when StartingPosition is AT_TIMESTAMP.")
+		case m.StartingPosition != "AT_TIMESTAMP" && in.StartingPositionTimestamp != nil:
+			return errdefs.InvalidParameter("StartingPositionTimestamp can only be set when StartingPosition is AT_TIMESTAMP.")
+		case in.StartingPositionTimestamp != nil:
+			m.StartingPositionTimestamp = int64(*in.StartingPositionTimestamp * 1000)
+		}
+	}
+	if in.ParallelizationFactor != nil {
+		m.ParallelizationFactor = *in.ParallelizationFactor
+	}
+	if in.BisectBatchOnFunctionError != nil {
+		m.BisectBatchOnFunctionError = *in.BisectBatchOnFunctionError
+	}
+	if in.MaximumRetryAttempts != nil {
+		m.MaximumRetryAttempts = *in.MaximumRetryAttempts
+	}
+	if in.MaximumRecordAgeInSeconds != nil {
+		if a := *in.MaximumRecordAgeInSeconds; a != -1 && a < 60 {
+			return errdefs.InvalidParameter("MaximumRecordAgeInSeconds must be -1 (no limit) or between 60 and 604800; got %d.", a)
+		}
+		m.MaximumRecordAgeInSeconds = *in.MaximumRecordAgeInSeconds
+	}
+	if in.TumblingWindowInSeconds != nil && *in.TumblingWindowInSeconds != 0 {
+		return errdefs.InvalidParameter("TumblingWindowInSeconds is not supported by Kiln streams; set it to 0.")
+	}
+	if d := in.DestinationConfig; d != nil {
+		if d.OnSuccess != nil && d.OnSuccess.Destination != nil && *d.OnSuccess.Destination != "" {
+			return errdefs.InvalidParameter("Unsupported DestinationConfig parameter for given event source mapping type: OnSuccess.")
+		}
+		if d.OnFailure != nil {
+			m.OnFailure = ""
+			if d.OnFailure.Destination != nil && *d.OnFailure.Destination != "" {
+				if err := s.checkOnFailure(c.account, *d.OnFailure.Destination); err != nil {
+					return err
+				}
+				m.OnFailure = *d.OnFailure.Destination
+			}
+		}
 	}
 	return nil
 }
@@ -255,7 +477,7 @@ func (s *Service) createESM(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	m := &EventSourceMapping{UUID: id, Account: c.account, BatchSize: 10, Enabled: true}
+	m := &EventSourceMapping{UUID: id, Account: c.account, Enabled: true}
 	if err := s.applyESMInput(c, &in, m, true); err != nil {
 		return 0, nil, err
 	}

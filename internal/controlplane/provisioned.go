@@ -15,6 +15,9 @@ type ProvisionedStatus struct {
 	Requested    int
 	Allocated    int
 	LastModified time.Time
+	// StatusReason is set once the allocation failed (Lambda's reason, such
+	// as FUNCTION_ERROR_INIT_FAILURE): the status is then FAILED.
+	StatusReason string
 }
 
 // Provisioning keeps provisioned concurrency: the configuration (replicated,
@@ -39,10 +42,20 @@ type provisionedConfigOutput struct {
 	LastModified                             string `json:"LastModified"`
 }
 
+// Lambda's provisioned-concurrency statuses.
+const (
+	provInProgress = "IN_PROGRESS"
+	provReady      = "READY"
+	provFailed     = "FAILED"
+)
+
 func provisionedOutput(st ProvisionedStatus, arn string) provisionedConfigOutput {
-	status := "IN_PROGRESS"
-	if st.Allocated >= st.Requested {
-		status = "READY"
+	status := provInProgress
+	switch {
+	case st.StatusReason != "":
+		status = provFailed
+	case st.Allocated >= st.Requested:
+		status = provReady
 	}
 	alloc := min(st.Allocated, st.Requested)
 	return provisionedConfigOutput{
@@ -51,6 +64,7 @@ func provisionedOutput(st ProvisionedStatus, arn string) provisionedConfigOutput
 		AvailableProvisionedConcurrentExecutions: alloc,
 		AllocatedProvisionedConcurrentExecutions: alloc,
 		Status:                                   status,
+		StatusReason:                             st.StatusReason,
 		LastModified:                             st.LastModified.UTC().Format("2006-01-02T15:04:05.000+0000"),
 	}
 }
@@ -104,6 +118,9 @@ func (s *Service) putProvisionedConcurrency(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	if err := s.provisionedConflict(c.ctx, c.account, t); err != nil {
+		return 0, nil, err
+	}
 	st, err := s.prov.PutProvisioned(c.ctx, c.account, t.name, t.qualifier, *in.ProvisionedConcurrentExecutions)
 	if err != nil {
 		return 0, nil, err
@@ -111,6 +128,40 @@ func (s *Service) putProvisionedConcurrency(c *call) (int, any, error) {
 	out := provisionedOutput(st, "")
 	s.log.Info("provisioned concurrency set", "account", c.account, "function", t.name, "qualifier", t.qualifier, "requested", st.Requested)
 	return http.StatusAccepted, out, nil
+}
+
+// provisionedConflict applies Lambda's rule that a version has one
+// provisioned configuration: on itself or on an alias pointing at it, not
+// both. (A check before the command, as Lambda's is: two racing Puts may
+// both pass it.)
+func (s *Service) provisionedConflict(ctx context.Context, account string, t target) error {
+	s.mu.RLock()
+	fn, err := s.lookupLocked(account, t)
+	if err != nil {
+		s.mu.RUnlock()
+		return err
+	}
+	aliasVersion := map[string]string{}
+	for name, a := range fn.Aliases {
+		aliasVersion[name] = a.FunctionVersion
+	}
+	s.mu.RUnlock()
+	configured := map[string]bool{}
+	for _, st := range s.prov.ListProvisioned(ctx, account, t.name) {
+		configured[st.Qualifier] = true
+	}
+	if v, isAlias := aliasVersion[t.qualifier]; isAlias {
+		if configured[v] {
+			return errdefs.ResourceConflict("Alias can't be used for Provisioned Concurrency configuration on an already Provisioned version")
+		}
+		return nil
+	}
+	for alias, v := range aliasVersion {
+		if v == t.qualifier && configured[alias] {
+			return errdefs.ResourceConflict("Version is pointed by a Provisioned Concurrency alias")
+		}
+	}
+	return nil
 }
 
 // getProvisionedConcurrency serves both GetProvisionedConcurrencyConfig and

@@ -103,6 +103,7 @@ type Service struct {
 	prov    Provisioning      // provisioned concurrency (provisioned.go); nil until set
 	eic     *eventInvokeStore // FunctionEventInvokeConfig (eventinvoke.go)
 	esm     *esmStore         // event-source mappings (esm.go)
+	metrics metricsRegistry   // operator metrics (metrics.go)
 }
 
 // New builds the service and registers its state on cfg.Node, which must
@@ -140,6 +141,7 @@ func New(cfg Config) (*Service, error) {
 	if s.code, err = newCodeStore(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	s.code.push = s.pushCode
 	s.routes = s.buildRoutes()
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	cfg.Node.Register(PartName, part{s})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,10 +74,9 @@ type Counter struct {
 }
 
 type localPool struct {
-	c        *Counter
-	key      pool
-	reserved bool
-	granted  int // confirmed by the state
+	c       *Counter
+	key     pool
+	granted int // confirmed by the state
 	// shrinkTo caps admission while a lease command asking for less is in
 	// flight (-1: none), so the holder never uses more than it will keep.
 	shrinkTo  int
@@ -127,6 +127,12 @@ func NewCounter(cfg Config) *Counter {
 
 // Acquire admits one invoke or returns a TooManyRequestsException with
 // Lambda's reason. It never waits for a slot to free up.
+//
+// An invoke of a version or alias with provisioned concurrency (named by
+// WithInvoked on ctx) takes a token of that configuration first and spills
+// over to on-demand concurrency: the reservation less the function's
+// provisioned concurrency, or the account's unreserved pool, which gives up
+// the provisioned concurrency of functions without a reservation.
 func (c *Counter) Acquire(ctx context.Context, r Request) (Token, error) {
 	reserved := r.Reserved
 	if reserved == FromState {
@@ -135,32 +141,71 @@ func (c *Counter) Acquire(ctx context.Context, r Request) (Token, error) {
 	if reserved == 0 {
 		return Token{}, throttle(true)
 	}
+	if inv, ok := ctx.Value(invokedKey{}).(invoked); ok {
+		if key, n, ok := c.st.provisionedPool(r.AccountID, r.Function, inv.qualifier, inv.version); ok {
+			t, ok, err := c.acquire(ctx, key, n)
+			if ok || err != nil {
+				return t, err
+			}
+		}
+	}
 	key := pool{Account: r.AccountID}
+	limit := -1
 	if reserved > 0 {
 		key.Function = r.Function
+		limit = c.st.onDemandCap(r.AccountID, r.Function, reserved)
 	}
-	if t, ok, _ := c.tryLocal(key, reserved); ok {
-		return t, nil
+	t, ok, err := c.acquire(ctx, key, limit)
+	if ok || err != nil {
+		return t, err
 	}
-	return c.acquireSlow(ctx, key, reserved)
+	return Token{}, throttle(reserved > 0)
+}
+
+func (c *Counter) acquire(ctx context.Context, key pool, limit int) (Token, bool, error) {
+	if limit == 0 {
+		return Token{}, false, nil
+	}
+	t, ok, retry := c.tryLocal(key, limit)
+	if ok || !retry {
+		return t, ok, nil
+	}
+	return c.acquireSlow(ctx, key, limit)
+}
+
+type invokedKey struct{}
+
+type invoked struct{ qualifier, version string }
+
+// WithInvoked tells Acquire which version an invoke runs and through which
+// qualifier it was invoked (the qualifier of invokedArn, "" if none), so it
+// can use that version's or alias's provisioned concurrency.
+func WithInvoked(ctx context.Context, invokedArn, executedVersion string) context.Context {
+	q := ""
+	// arn:aws:lambda:region:account:function:name[:qualifier]
+	if n := strings.Count(invokedArn, ":"); n == 7 {
+		q = invokedArn[strings.LastIndexByte(invokedArn, ':')+1:]
+	}
+	return context.WithValue(ctx, invokedKey{}, invoked{qualifier: q, version: executedVersion})
 }
 
 // tryLocal admits against leased tokens; retry says a lease command could help.
-// A reserved pool is also capped by the reservation itself, so lowering it
-// takes effect at once on this frontend, before the next renewal.
-func (c *Counter) tryLocal(key pool, reserved int) (t Token, ok, retry bool) {
+// A pool is also capped by limit (≥ 0) read from the state at admission, so
+// lowering a reservation takes effect at once on this frontend, before the
+// next renewal.
+func (c *Counter) tryLocal(key pool, limit int) (t Token, ok, retry bool) {
 	now := time.Now()
 	c.mu.Lock()
 	p := c.pools[key]
 	if p == nil {
-		p = &localPool{c: c, key: key, reserved: reserved > 0, shrinkTo: -1}
+		p = &localPool{c: c, key: key, shrinkTo: -1}
 		c.pools[key] = p
 	}
-	limit := p.usable()
-	if reserved > 0 && reserved < limit {
-		limit = reserved
+	usable := p.usable()
+	if limit >= 0 && limit < usable {
+		usable = limit
 	}
-	if now.Before(c.validUntil) && p.inUse < limit {
+	if now.Before(c.validUntil) && p.inUse < usable {
 		p.inUse++
 		p.lastUsed = now
 		low := p.usable()-p.inUse < (c.cfg.Block+1)/2
@@ -175,17 +220,13 @@ func (c *Counter) tryLocal(key pool, reserved int) (t Token, ok, retry bool) {
 	return Token{}, false, retry
 }
 
-func (c *Counter) acquireSlow(ctx context.Context, key pool, reserved int) (Token, error) {
+func (c *Counter) acquireSlow(ctx context.Context, key pool, limit int) (Token, bool, error) {
 	c.leaseMu.Lock()
 	// Another caller may have grown the pool while this one waited.
-	t, ok, retry := c.tryLocal(key, reserved)
-	if ok {
+	t, ok, retry := c.tryLocal(key, limit)
+	if ok || !retry {
 		c.leaseMu.Unlock()
-		return t, nil
-	}
-	if !retry {
-		c.leaseMu.Unlock()
-		return Token{}, throttle(reserved > 0)
+		return t, ok, nil
 	}
 	// Bounded: an invoke never waits long on consensus; without it the
 	// answer is a retryable error, not a hang.
@@ -195,12 +236,10 @@ func (c *Counter) acquireSlow(ctx context.Context, key pool, reserved int) (Toke
 	c.leaseMu.Unlock()
 	if err != nil {
 		c.log.Warn("counting: lease failed", "err", err)
-		return Token{}, errdefs.ServiceUnavailable("The concurrency service is unavailable; retry the request.")
+		return Token{}, false, errdefs.ServiceUnavailable("The concurrency service is unavailable; retry the request.")
 	}
-	if t, ok, _ := c.tryLocal(key, reserved); ok {
-		return t, nil
-	}
-	return Token{}, throttle(reserved > 0)
+	t, ok, _ = c.tryLocal(key, limit)
+	return t, ok, nil
 }
 
 func throttle(reserved bool) error {
@@ -231,8 +270,9 @@ func (c *Counter) poke() {
 }
 
 // renewLocked sends one lease command for every pool this holder knows:
-// busy pools ask for their use plus a block, idle ones shrink to their use,
-// and grow (if set) must get at least one more token than it has in use.
+// busy pools ask for their use plus a block, idle ones shrink to their use
+// (tokens held by running invokes stay leased however long they run), and
+// grow (if set) must get at least one more token than it has in use.
 // The caller holds leaseMu.
 func (c *Counter) renewLocked(ctx context.Context, grow pool) error {
 	now := time.Now()
@@ -251,7 +291,11 @@ func (c *Counter) renewLocked(ctx context.Context, grow pool) error {
 			// takes a few lease commands, not one per Block.
 			n += max(c.cfg.Block, p.inUse/2)
 		}
-		if n == p.granted && p.shrinkTo < 0 && k != grow {
+		// Every pool with tokens granted or in use is named on every
+		// renewal, unchanged ones too: if the lease lapsed (the state could
+		// not be reached for a TTL) the state dropped the grants, and the
+		// tokens long invokes still hold must be claimed back at once.
+		if n == 0 && p.granted == 0 && k != grow {
 			continue
 		}
 		if n < p.granted {

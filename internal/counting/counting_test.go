@@ -298,11 +298,17 @@ func TestStateDeterministicAndSnapshot(t *testing.T) {
 		{Op: opSetLimit, Now: 1, Account: "a", Value: 500},
 		{Op: opPutReserved, Now: 2, Account: "a", Function: "f", Value: 50},
 		{Op: opPutReserved, Now: 3, Account: "a", Function: "g", Value: 351},
-		{Op: opLease, Now: 4, Holder: "h1", TTL: 10, Want: []grantEntry{{pool{"a", "f"}, 60}, {pool{"a", ""}, 20}}},
-		{Op: opLease, Now: 5, Holder: "h2", TTL: 100, Want: []grantEntry{{pool{"a", "f"}, 10}}},
-		{Op: opLease, Now: 20, Holder: "h2", TTL: 100, Want: []grantEntry{{pool{"a", "f"}, 10}}}, // h1 expired
+		{Op: opLease, Now: 4, Holder: "h1", TTL: 10, Want: []grantEntry{{pool{Account: "a", Function: "f"}, 60}, {pool{Account: "a"}, 20}}},
+		{Op: opLease, Now: 5, Holder: "h2", TTL: 100, Want: []grantEntry{{pool{Account: "a", Function: "f"}, 10}}},
+		{Op: opLease, Now: 20, Holder: "h2", TTL: 100, Want: []grantEntry{{pool{Account: "a", Function: "f"}, 10}}}, // h1 expired
 		{Op: opDeleteReserved, Now: 21, Account: "a", Function: "g"},
-		{Op: "bogus", Now: 22},
+		{Op: opPutProvisioned, Now: 22, Account: "a", Function: "f", Qualifier: "live", Value: 5},
+		{Op: opPutProvisioned, Now: 23, Account: "a", Function: "u", Qualifier: "3", Value: 7},
+		{Op: opProvisionedStatus, Now: 24, Account: "a", Function: "u", Qualifier: "3", Value: 0, Reason: StatusReasonInitFailure},
+		{Op: opLease, Now: 25, Holder: "h3", TTL: 1e12, Want: []grantEntry{{pool{Account: "a", Function: "f", Qualifier: "live"}, 9}}},
+		{Op: opScale, Now: 26, Account: "a", Function: "f", Value: 4, TTL: 10e9, Burst: 1000},
+		{Op: opScale, Now: 27, Account: "b", Function: "g", Value: 2000, TTL: 10e9, Burst: 1000},
+		{Op: "bogus", Now: 28},
 	}
 	run := func() (*State, []string) {
 		s := NewState()
@@ -339,6 +345,15 @@ func TestStateDeterministicAndSnapshot(t *testing.T) {
 	}
 	if s3.Granted("a", "f") != 10 || s3.Reserved("a", "f") != 50 {
 		t.Fatal("restored state lost grants or reservations")
+	}
+	if got := s3.granted[pool{Account: "a", Function: "f", Qualifier: "live"}]; got != 5 {
+		t.Fatalf("provisioned pool grant = %d, want its 5", got)
+	}
+	if pc, _ := s3.Provisioned("a", "u", "3"); pc.Failed != StatusReasonInitFailure {
+		t.Fatalf("failed status lost: %+v", pc)
+	}
+	if b := s3.accounts["b"].Scale["g"]; b == nil || b.Credit != 0 {
+		t.Fatalf("scale bucket lost: %+v", b)
 	}
 	if err := s3.Restore(nil); err != nil || s3.Reserved("a", "f") != NoReservation {
 		t.Fatal("restore(nil) did not reset")
@@ -429,6 +444,9 @@ func FuzzStateApply(f *testing.F) {
 	f.Add([]byte(`{"op":"lease","now":5,"holder":"h","ttl":10,"want":[{"p":{"a":"a"},"n":3}]}`))
 	f.Add([]byte(`{"op":"putReserved","now":1,"account":"a","function":"f","value":5}`))
 	f.Add([]byte(`{"op":"putProvisioned","now":1,"account":"a","function":"f","qualifier":"1","value":2}`))
+	f.Add([]byte(`{"op":"scale","now":7,"account":"a","function":"f","value":3,"ttl":10000000000,"burst":1000}`))
+	f.Add([]byte(`{"op":"provisionedStatus","now":1,"account":"a","function":"f","qualifier":"1","reason":"FUNCTION_ERROR_INIT_FAILURE"}`))
+	f.Add([]byte(`{"op":"lease","now":5,"holder":"h","ttl":10,"want":[{"p":{"a":"a","f":"f","q":"live"},"n":3}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s1, s2 := NewState(), NewState()
 		r1, r2 := fmt.Sprint(s1.Apply(1, b)), fmt.Sprint(s2.Apply(1, b))

@@ -23,8 +23,14 @@ type LocalNode interface {
 
 // ClusterProposer commits counting commands from any node of a cluster:
 // on the leader it applies them, elsewhere it forwards them to the leader's
-// ForwardHandler. Raft itself does not forward; only the counting part's
-// results are known here, which is why this lives in counting.
+// ForwardHandler.
+//
+// `kiln server` does not use it: a consensus.Node given a cluster key
+// forwards every part's commands itself (signed, and with the result read
+// from the follower's own replica), so counting.NewStore(node) suffices.
+// This unauthenticated path remains only for nodes without a cluster key,
+// such as the countnode test harness; never serve ForwardHandler on a
+// reachable address.
 type ClusterProposer struct {
 	Node LocalNode
 	// Endpoints maps node ids to the base URL of their ForwardHandler. The

@@ -31,10 +31,15 @@ type Proposer interface {
 }
 
 // pool is one budget of concurrency tokens: an account's unreserved pool
-// (Function == "") or one function's reservation.
+// (Function == ""), one function's reservation less its provisioned
+// concurrency (Qualifier == ""), or one provisioned-concurrency
+// configuration (Qualifier set). Provisioned concurrency is carved out of
+// the reservation, or out of the account's unreserved pool for a function
+// without one, as Lambda does: on-demand invokes never use it.
 type pool struct {
-	Account  string `json:"a"`
-	Function string `json:"f,omitempty"`
+	Account   string `json:"a"`
+	Function  string `json:"f,omitempty"`
+	Qualifier string `json:"q,omitempty"`
 }
 
 // accountState is one account's limits as replicated.
@@ -43,6 +48,8 @@ type accountState struct {
 	Reserved map[string]int `json:"reserved,omitempty"`
 	// Provisioned is function → qualifier → configuration.
 	Provisioned map[string]map[string]ProvisionedConfig `json:"provisioned,omitempty"`
+	// Scale is function → its share of the scaling-rate bucket (scaling.go).
+	Scale map[string]*scaleBucket `json:"scale,omitempty"`
 }
 
 // holderState is one frontend's lease: the tokens it may admit with, per
@@ -93,6 +100,8 @@ const (
 	opPutProvisioned    = "putProvisioned"
 	opDeleteProvisioned = "deleteProvisioned"
 	opForgetFunction    = "forgetFunction"
+	// scaling.go
+	opScale = "scale"
 )
 
 // command is one replicated change. Now is the proposer's clock, so every
@@ -107,6 +116,10 @@ type command struct {
 	Holder    string       `json:"holder,omitempty"`
 	TTL       int64        `json:"ttl,omitempty"`
 	Want      []grantEntry `json:"want,omitempty"`
+	// Burst is the scaling bucket's size (opScale; TTL is its window).
+	Burst int `json:"burst,omitempty"`
+	// Reason is a provisioned configuration's StatusReason (opProvisionedStatus).
+	Reason string `json:"reason,omitempty"`
 }
 
 // leaseResult is what a lease command grants the holder.
@@ -132,8 +145,8 @@ func (s *State) Apply(_ uint64, b []byte) any {
 			return errdefs.InvalidParameter("Account concurrency limit must be at least 0.")
 		}
 		a := s.accountLocked(c.Account)
-		if c.Value < sumReserved(a)+MinUnreserved {
-			return errdefs.InvalidParameter("Account concurrency limit %d leaves less than %d unreserved (reserved: %d).", c.Value, MinUnreserved, sumReserved(a))
+		if taken := sumReserved(a) + provisionedUnreserved(a, ""); c.Value < taken+MinUnreserved {
+			return errdefs.InvalidParameter("Account concurrency limit %d leaves less than %d unreserved (reserved: %d).", c.Value, MinUnreserved, taken)
 		}
 		a.Limit = c.Value
 		return nil
@@ -142,9 +155,14 @@ func (s *State) Apply(_ uint64, b []byte) any {
 			return errReservedNegative(c.Value)
 		}
 		a := s.accountLocked(c.Account)
-		others := sumReserved(a) - a.Reserved[c.Function]
+		// The function's own provisioned concurrency moves into the
+		// reservation, so only the other functions' counts against it.
+		others := sumReserved(a) - a.Reserved[c.Function] + provisionedUnreserved(a, c.Function)
 		if limitOf(a)-others-c.Value < MinUnreserved {
 			return errdefs.InvalidParameter("Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [%d].", MinUnreserved)
+		}
+		if p := sumProvisioned(a, c.Function); p > c.Value {
+			return errReservedBelowProvisioned(c.Value, p)
 		}
 		if a.Reserved == nil {
 			a.Reserved = map[string]int{}
@@ -154,11 +172,13 @@ func (s *State) Apply(_ uint64, b []byte) any {
 	case opDeleteReserved:
 		if a := s.accounts[c.Account]; a != nil {
 			delete(a.Reserved, c.Function)
-			s.dropPoolLocked(pool{c.Account, c.Function})
+			s.dropPoolLocked(pool{Account: c.Account, Function: c.Function})
 		}
 		return nil
-	case opPutProvisioned, opDeleteProvisioned, opForgetFunction:
+	case opPutProvisioned, opDeleteProvisioned, opForgetFunction, opProvisionedStatus:
 		return s.applyProvisionedLocked(&c)
+	case opScale:
+		return s.scaleLocked(&c)
 	case opLease:
 		if c.Holder == "" || c.TTL <= 0 {
 			return errBadCommand
@@ -198,16 +218,37 @@ func sumReserved(a *accountState) int {
 	return n
 }
 
+// unreservedOf is the account's UnreservedConcurrentExecutions: the limit
+// less every reservation and the provisioned concurrency of functions
+// without one.
+func unreservedOf(a *accountState) int {
+	return max(0, limitOf(a)-sumReserved(a)-provisionedUnreserved(a, ""))
+}
+
 // capacityLocked is how many tokens a pool holds in all.
 func (s *State) capacityLocked(p pool) int {
 	a := s.accounts[p.Account]
-	if p.Function != "" {
+	switch {
+	case p.Qualifier != "":
 		if a == nil {
 			return 0
 		}
-		return a.Reserved[p.Function] // a deleted reservation has no pool
+		pc, ok := a.Provisioned[p.Function][p.Qualifier]
+		if !ok || pc.Failed != "" {
+			return 0 // a failed allocation serves nothing: invokes go on-demand
+		}
+		return pc.Requested
+	case p.Function != "":
+		if a == nil {
+			return 0
+		}
+		r, ok := a.Reserved[p.Function]
+		if !ok {
+			return 0 // a deleted reservation has no pool
+		}
+		return max(0, r-sumProvisioned(a, p.Function))
 	}
-	return max(0, limitOf(a)-sumReserved(a))
+	return unreservedOf(a)
 }
 
 // expireLocked drops every lease that ended before now: a frontend that died
@@ -330,7 +371,10 @@ func less(a, b pool) bool {
 	if a.Account != b.Account {
 		return a.Account < b.Account
 	}
-	return a.Function < b.Function
+	if a.Function != b.Function {
+		return a.Function < b.Function
+	}
+	return a.Qualifier < b.Qualifier
 }
 
 // ---- reads (any goroutine) ----
@@ -353,7 +397,7 @@ func (s *State) AccountLimits(account string) (limit, unreserved int) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	a := s.accounts[account]
-	return limitOf(a), max(0, limitOf(a)-sumReserved(a))
+	return limitOf(a), unreservedOf(a)
 }
 
 // Granted reports the tokens leased out on a function's pool ("" → the
@@ -361,7 +405,7 @@ func (s *State) AccountLimits(account string) (limit, unreserved int) {
 func (s *State) Granted(account, function string) int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.granted[pool{account, function}]
+	return s.granted[pool{Account: account, Function: function}]
 }
 
 // ---- writes (through consensus) ----
@@ -382,6 +426,11 @@ func NewStore(p Proposer) *Store {
 
 func (s *Store) propose(ctx context.Context, c *command) (any, error) {
 	c.Now = s.now().UnixNano()
+	return s.proposeAt(ctx, c)
+}
+
+// proposeAt commits c with the time it already carries.
+func (s *Store) proposeAt(ctx context.Context, c *command) (any, error) {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return nil, err

@@ -82,5 +82,6 @@ func qualifierOf(arn string) string {
 
 // isAsyncAPI reports whether a path belongs to the async engine's Kiln routes.
 func isAsyncAPI(path string) bool {
-	return strings.HasPrefix(path, "/2026-01-01/kiln/queues") || path == "/2026-01-01/kiln/async/metrics"
+	return strings.HasPrefix(path, "/2026-01-01/kiln/queues") || strings.HasPrefix(path, "/2026-01-01/kiln/streams") ||
+		path == "/2026-01-01/kiln/async/metrics"
 }

@@ -336,7 +336,7 @@ func (f *Frontend) Invoke(ctx context.Context, in *InvokeInput) (*InvokeOutput, 
 		return nil, err
 	}
 	v := res.Version
-	tok, err := f.cfg.Counting.Acquire(ctx, counting.Request{AccountID: in.AccountID, Function: v.FunctionName, Reserved: counting.FromState})
+	tok, err := f.cfg.Counting.Acquire(counting.WithInvoked(ctx, res.InvokedArn, res.ExecutedVersion), counting.Request{AccountID: in.AccountID, Function: v.FunctionName, Reserved: counting.FromState})
 	if err != nil {
 		return nil, err
 	}

@@ -62,7 +62,12 @@ func (s *Server) startAsync(ctx context.Context, ref *asyncRef, fe *frontend.Fro
 	}); ok {
 		cfgs.reserved = r
 	}
+	cluster, err := s.natsCluster(ctx) // natscluster.go
+	if err != nil {
+		return err
+	}
 	e, err := async.Open(ctx, async.Config{
+		Cluster:    cluster,
 		DataDir:    s.cfg.DataDir,
 		NATSURL:    s.cfg.Async.NATSURL,
 		Region:     s.cfg.Region,
@@ -79,6 +84,8 @@ func (s *Server) startAsync(ctx context.Context, ref *asyncRef, fe *frontend.Fro
 	}
 	ref.e = e
 	s.async = e
+	s.cp.SetStreams(e) // CreateEventSourceMapping checks a stream exists
+	s.cp.SetMetrics("Async", func(ctx context.Context) any { return e.Stats(ctx) })
 	return nil
 }
 

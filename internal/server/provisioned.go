@@ -50,10 +50,20 @@ func (p *provisioning) spec(ctx context.Context, account, function, qualifier st
 	}, nil
 }
 
+// status joins the replicated configuration to this node's sandboxes. An
+// allocation is FAILED once the state says so, or as soon as the worker
+// manager gave up on it (the reconcile loop then records it in the state).
 func (p *provisioning) status(ctx context.Context, account, function string, pc counting.ProvisionedConfig) controlplane.ProvisionedStatus {
-	st := controlplane.ProvisionedStatus{Qualifier: pc.Qualifier, Requested: pc.Requested, LastModified: time.UnixMilli(pc.LastModified)}
+	st := controlplane.ProvisionedStatus{Qualifier: pc.Qualifier, Requested: pc.Requested, LastModified: time.UnixMilli(pc.LastModified), StatusReason: pc.Failed}
 	if spec, err := p.spec(ctx, account, function, pc.Qualifier); err == nil {
-		st.Allocated = p.wm.Provisioned(spec.Key)
+		alive, failed := p.wm.ProvisionStatus(spec.Key)
+		st.Allocated = alive
+		if st.StatusReason == "" {
+			st.StatusReason = failed
+		}
+	}
+	if st.StatusReason != "" {
+		st.Allocated = 0
 	}
 	return st
 }
@@ -67,6 +77,8 @@ func (p *provisioning) PutProvisioned(ctx context.Context, account, function, qu
 		return controlplane.ProvisionedStatus{}, err
 	}
 	p.provision(account, function, qualifier, spec, n)
+	// Put again after a failure: Lambda tries to allocate it afresh.
+	p.wm.RetryProvision(spec.Key)
 	pc, _ := p.store.Provisioned(account, function, qualifier)
 	return p.status(ctx, account, function, pc), nil
 }
@@ -146,12 +158,22 @@ func (p *provisioning) close() {
 }
 
 // reconcile provisions each configuration on the version its qualifier
-// names now.
+// names now, and records in the state the allocations that failed (so
+// every frontend sends their invokes on demand, as Lambda does).
 func (p *provisioning) reconcile(ctx context.Context) {
 	for _, t := range p.store.AllProvisioned() {
 		spec, err := p.spec(ctx, t.Account, t.Function, t.Qualifier)
 		if err != nil {
 			continue // the function is gone; ForgetFunction drops the config
+		}
+		if t.Failed != "" {
+			continue // retried only when it is put again
+		}
+		if _, failed := p.wm.ProvisionStatus(spec.Key); failed != "" {
+			if err := p.store.MarkProvisionedFailed(ctx, t.Account, t.Function, t.Qualifier, t.LastModified, failed); err != nil {
+				p.log.Warn("record failed provisioned concurrency", "function", t.Function, "qualifier", t.Qualifier, "err", err)
+			}
+			continue
 		}
 		id := t.Account + "/" + t.Function + "/" + t.Qualifier
 		p.mu.Lock()

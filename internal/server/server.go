@@ -57,6 +57,8 @@ type Config struct {
 	// SandboxEgressAllow and SandboxNameservers are linux.Config's
 	// EgressAllow and EgressNameservers.
 	SandboxEgressAllow, SandboxNameservers []string
+	// Cluster makes this server one voter of a cluster (cluster.go).
+	Cluster ClusterConfig
 }
 
 // Server is a running `kiln server`.
@@ -76,21 +78,24 @@ type Server struct {
 	listener net.Listener
 	served   chan error
 	async    *async.Engine
+	root     *rootHandler
+	// clusterKey signs node-to-node requests (cluster.go).
+	clusterKey []byte
+	// natsRoutes publishes NATS route addresses (natscluster.go).
+	natsRoutes *natsRoutes
 }
 
 // codeSource lets the in-process worker read code from the control plane's store.
 type codeSource struct{ cp *controlplane.Service }
 
-func (c codeSource) ReadCode(_ context.Context, sha string) ([]byte, error) {
-	return os.ReadFile(c.cp.CodePath(sha))
+// In a cluster a zip this node lacks is fetched from a peer.
+func (c codeSource) ReadCode(ctx context.Context, sha string) ([]byte, error) {
+	return c.cp.ReadCode(ctx, sha)
 }
 
 // Start brings every part up and starts serving; it returns once the API
 // accepts connections.
 func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
-	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:9001"
-	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = ".kiln"
 	}
@@ -109,6 +114,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
 	cfg.DataDir = dataDir
+	if cfg.Listen == "" {
+		cfg.Listen = storedListen(dataDir) // a cluster node's, else the default
+	}
 	s := &Server{cfg: cfg, log: log, served: make(chan error, 1)}
 	defer func() {
 		if err != nil {
@@ -123,9 +131,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 
-	s.node, err = consensus.Open(ctx, consensus.Config{Dir: filepath.Join(dataDir, "raft"), NodeID: "kiln-1", Logger: log})
+	// The listener opens first: in a cluster, peers reach this node's
+	// internal routes (and it learns its own address) while it starts.
+	s.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("server: consensus: %w", err)
+		return nil, fmt.Errorf("server: listen: %w", err)
+	}
+	if err := s.openNode(ctx, filepath.Join(dataDir, "raft")); err != nil {
+		return nil, err
 	}
 	s.cp, err = controlplane.New(controlplane.Config{DataDir: dataDir, Region: cfg.Region, Node: s.node, Logger: log})
 	if err != nil {
@@ -135,6 +148,17 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.counts = counting.NewStore(s.node)
 	s.node.Register(counting.PartName, s.counts.State)
 	s.cp.SetConcurrency(s.counts)
+	s.root = &rootHandler{internal: s.internalHandler()}
+	s.http = &http.Server{
+		Handler:           s.root,
+		ReadHeaderTimeout: 30 * time.Second,
+		// Bounds a slow upload (a 70 MB CreateFunction body); never a
+		// WriteTimeout, which would cut a 15-minute invoke short.
+		ReadTimeout: 5 * time.Minute,
+		IdleTimeout: 5 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	go func() { s.served <- s.http.Serve(s.listener) }()
 	if err := s.node.Start(ctx); err != nil {
 		return nil, fmt.Errorf("server: consensus start: %w", err)
 	}
@@ -142,6 +166,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// writing the code and committing the function.
 	if _, err := s.cp.SweepCode(ctx); err != nil {
 		log.Warn("sweep unreferenced code", "err", err)
+	}
+	if err := s.waitForAdmin(ctx); err != nil {
+		return nil, err
 	}
 	admin, created, err := s.ensureAdmin(ctx)
 	if err != nil {
@@ -182,7 +209,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	scaler := counting.NewScaler(cfg.ScaleBurst, cfg.ScaleWindow)
+	s.cp.SetMetrics("ColdStartPhases", func(context.Context) any { return coldStartMetrics(s.worker.ColdStartPhases()) })
+	scaler := counting.NewSharedScaler(s.counts, cfg.ScaleBurst, cfg.ScaleWindow) // region-wide: blocks leased from the counting state
 	s.wm, err = workermgr.New(workermgr.Config{
 		Workers:   []workermgr.Worker{s.worker},
 		Placement: placement.Default(placement.Static{s.worker}),
@@ -202,7 +230,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	// One frontend in this process: one lease holder. The holder id is new
 	// per start, so a crashed predecessor's lease simply expires.
-	s.counter = counting.NewCounter(counting.Config{Store: s.counts, Holder: "kiln-1/" + awsapi.RequestID(), Logger: log})
+	s.counter = counting.NewCounter(counting.Config{Store: s.counts, Holder: s.node.ID() + "/" + awsapi.RequestID(), LeaseTTL: cfg.Cluster.LeaseTTL, Logger: log})
 	aref := &asyncRef{}
 	fe := frontend.New(frontend.Config{
 		Async:      aref,
@@ -218,20 +246,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.startAsync(ctx, aref, fe); err != nil {
 		return nil, err
 	}
-	s.listener, err = net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("server: listen: %w", err)
-	}
-	s.http = &http.Server{
-		Handler:           fe,
-		ReadHeaderTimeout: 30 * time.Second,
-		// Bounds a slow upload (a 70 MB CreateFunction body); never a
-		// WriteTimeout, which would cut a 15-minute invoke short.
-		ReadTimeout: 5 * time.Minute,
-		IdleTimeout: 5 * time.Minute,
-		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	go func() { s.served <- s.http.Serve(s.listener) }()
+	var feh http.Handler = fe
+	s.root.fe.Store(&feh)
 
 	s.banner(admin, created)
 	log.Info("kiln server ready", "listen", s.Addr(), "data_dir", dataDir)
@@ -267,6 +283,8 @@ func (s *Server) shutdown(ctx context.Context) {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_ = s.http.Shutdown(sctx)
 		cancel()
+	} else if s.listener != nil {
+		_ = s.listener.Close()
 	}
 	if s.async != nil {
 		s.async.Close()
@@ -307,4 +325,24 @@ func lockDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("server: data dir %s is in use by another kiln server", dir)
 	}
 	return f, nil
+}
+
+// coldStartPhase is one cold-start phase as the metrics route shows it.
+type coldStartPhase struct {
+	Name                        string
+	Count                       uint64
+	P50Micros, P99Micros, MaxMs float64
+	TotalMs                     float64
+}
+
+func coldStartMetrics(ps []worker.ColdStartPhase) []coldStartPhase {
+	out := make([]coldStartPhase, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, coldStartPhase{
+			Name: p.Name, Count: p.Count,
+			P50Micros: float64(p.P50.Nanoseconds()) / 1e3, P99Micros: float64(p.P99.Nanoseconds()) / 1e3,
+			MaxMs: float64(p.Max.Nanoseconds()) / 1e6, TotalMs: float64(p.Total.Nanoseconds()) / 1e6,
+		})
+	}
+	return out
 }

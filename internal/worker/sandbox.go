@@ -65,6 +65,7 @@ type sbx struct {
 
 func (s *sbx) start(ctx context.Context, rt runtimes.Runtime, taskRoot string) error {
 	w := s.w
+	t0 := time.Now()
 	// Isolated sandboxes see their code, runtime files and Runtime API at
 	// Lambda's fixed places (isolation.go).
 	iso := w.isolated()
@@ -147,6 +148,7 @@ func (s *sbx) start(ctx context.Context, rt runtimes.Runtime, taskRoot string) e
 	if iso {
 		tmpDir, mounts = "", w.isolatedMounts(taskRoot)
 	}
+	tCreate := time.Now()
 	s.box, err = w.cfg.Backend.Create(ctx, sandbox.Spec{
 		ID:           s.id,
 		Argv:         argv,
@@ -175,6 +177,7 @@ func (s *sbx) start(ctx context.Context, rt runtimes.Runtime, taskRoot string) e
 	if err := s.box.Start(ctx); err != nil {
 		return fmt.Errorf("worker: start sandbox: %w", err)
 	}
+	started := time.Now()
 	// The parent no longer needs the pipe's write end; keeping it would hide EOF.
 	s.logs.closeWriter()
 
@@ -189,11 +192,15 @@ func (s *sbx) start(ctx context.Context, rt runtimes.Runtime, taskRoot string) e
 	ictx, cancel := context.WithTimeout(s.alive, w.cfg.InitTimeout)
 	defer cancel()
 	err = s.api.WaitInit(ictx)
+	tInit := time.Now()
 	// Init ran with the CPU boost; invokes run under the memory-proportional cap.
 	if b, ok := s.box.(sandbox.InitBooster); ok {
 		if cerr := b.EndInit(ctx); cerr != nil {
 			return cerr
 		}
+	}
+	if err == nil {
+		w.recordColdStart(s.id, s.box, coldTimes{prep: tCreate.Sub(t0), runtimeInit: tInit.Sub(started), endInit: time.Since(tInit)})
 	}
 	var ie *runtimeapi.InitError
 	switch {

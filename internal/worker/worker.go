@@ -63,8 +63,9 @@ type Worker struct {
 	usedMB    int
 	closed    bool
 
-	seq atomic.Uint64
-	wg  sync.WaitGroup // sandbox watcher goroutines
+	seq    atomic.Uint64
+	wg     sync.WaitGroup // sandbox watcher goroutines
+	phases coldStarts     // cold-start phase metrics (coldstart.go)
 }
 
 type codeEntry struct {

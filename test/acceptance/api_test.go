@@ -337,6 +337,31 @@ func TestAccountIsolation(t *testing.T) {
 	if r2 := invoke(t, a, "private", map[string]any{}); r2.Response["instance"] == r.Response["instance"] {
 		t.Error("two accounts shared a sandbox")
 	}
+
+	// The node's operator metrics (cold-start phases, async counters) are
+	// the admin's alone.
+	var m struct {
+		ColdStartPhases []struct {
+			Name      string
+			Count     uint64
+			P50Micros float64
+		}
+		Async map[string]any
+	}
+	if code := s.kiln(t, "GET", "/2026-01-01/kiln/metrics", nil, &m); code != 200 {
+		t.Fatalf("admin metrics: %d", code)
+	}
+	phases := map[string]uint64{}
+	for _, p := range m.ColdStartPhases {
+		phases[p.Name] = p.Count
+	}
+	if phases["runtime_init"] < 2 || m.Async == nil {
+		t.Errorf("metrics: phases %v, async %v", phases, m.Async)
+	}
+	other := &server{endpoint: s.endpoint, akid: akid, secret: secret}
+	if code := other.kiln(t, "GET", "/2026-01-01/kiln/metrics", nil, nil); code != 403 {
+		t.Errorf("non-admin metrics: %d, want 403", code)
+	}
 }
 
 func createAccount(t *testing.T, s *server) (string, string) {

@@ -72,6 +72,7 @@ func benchCold(b *testing.B, cc coldCase, label string, cfg linux.Config, hostIn
 	if n < 30 {
 		n = 30
 	}
+	var createD, invokeD dist
 	// Warm the code cache and the page cache once.
 	one := func(i int) time.Duration {
 		spec.Key = fmt.Sprintf("k%d", i)
@@ -80,8 +81,13 @@ func benchCold(b *testing.B, cc coldCase, label string, cfg linux.Config, hostIn
 		if err != nil {
 			b.Fatal(err)
 		}
+		t1 := time.Now()
 		resp, err := w.Invoke(context.Background(), info.ID, &worker.InvokeRequest{RequestID: fmt.Sprintf("00000000-0000-0000-0000-%012d", i), Payload: []byte(`{}`)})
 		d := time.Since(t0)
+		if i >= 0 {
+			createD = append(createD, t1.Sub(t0))
+			invokeD = append(invokeD, d-t1.Sub(t0))
+		}
 		if err != nil || resp.FunctionError != "" {
 			b.Fatalf("invoke: %v %s", err, resp.Payload)
 		}
@@ -118,6 +124,24 @@ func benchCold(b *testing.B, cc coldCase, label string, cfg linux.Config, hostIn
 	}
 	b.StopTimer()
 	report(b, label+cc.name, d, baseD)
+	fmt.Printf("  create sandbox (to first /next) p50 %.0f µs mean %.0f µs, first invoke p50 %.0f µs\n", us(createD.pct(0.5)), us(createD.mean()), us(invokeD.pct(0.5)))
+	reportPhases(w)
+}
+
+// reportPhases prints the median of each cold-start phase the worker
+// recorded (the warm-up start included).
+func reportPhases(w *worker.Worker) {
+	var sb strings.Builder
+	var sum, sumMean time.Duration
+	for _, p := range w.ColdStartPhases() {
+		mean := p.Total / time.Duration(max(p.Count, 1))
+		fmt.Fprintf(&sb, " %s %.0f/%.0f", p.Name, us(p.P50), us(mean))
+		sum += p.P50
+		sumMean += mean
+	}
+	if sb.Len() > 0 {
+		fmt.Printf("  phases p50/mean µs:%s (sum %.0f/%.0f)\n", sb.String(), us(sum), us(sumMean))
+	}
 }
 
 // bareStart runs the bootstrap as a plain child process against a minimal

@@ -32,3 +32,14 @@ func report(b *testing.B, name string, d, base dist) {
 	b.ReportMetric(us(b50), "base-p50-µs")
 	b.ReportMetric(float64(p50)/float64(b50), "ratio-p50")
 }
+
+func (d dist) mean() time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	var s time.Duration
+	for _, x := range d {
+		s += x
+	}
+	return s / time.Duration(len(d))
+}

@@ -22,20 +22,28 @@ const testRole = "arn:aws:iam::000000000000:role/kiln"
 
 func TestMain(m *testing.M) { os.Exit(kilnproc.RunTests(m)) }
 
-// server is one `kiln server` (isolated, its default) process.
+// server is one `kiln server` (isolated, with sandbox egress: its
+// defaults) process.
 type server struct {
 	*kilnproc.Server
 	dataDir  string
 	endpoint string
+	bridge   string // its sandbox bridge's name
+	outPort  int    // of the listeners in the outside namespace
 }
 
-func startServer(t *testing.T) *server {
+// startServer starts a server on a data dir whose sandbox subnet is free,
+// with the outside namespace (egress_test.go) in place first, so even a
+// broken rule never lets a sandbox's packet reach the real network.
+func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("isolation needs root; CI runs as root")
 	}
-	p := kilnproc.Start(t, "", "--keep-alive", "1m")
-	return &server{Server: p, dataDir: p.DataDir, endpoint: p.Endpoint}
+	dir, bridge, subnet := egressDataDir(t)
+	port := outsideServer(t, subnet)
+	p := kilnproc.Start(t, dir, append([]string{"--keep-alive", "1m"}, args...)...)
+	return &server{Server: p, dataDir: p.DataDir, endpoint: p.Endpoint, bridge: bridge, outPort: port}
 }
 
 // newAccount creates another account with the kiln CLI.

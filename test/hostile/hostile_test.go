@@ -63,7 +63,7 @@ func TestHostile(t *testing.T) {
 			"mount": "EPERM", "umount": "EPERM", "ptrace": "EPERM", "unshare": "EPERM", "setns": "EPERM", "chroot": "EPERM",
 			"init_module": "EPERM", "bpf": "EPERM", "kexec": "EPERM", "perf": "EPERM", "reboot": "EPERM",
 			"raw_socket": "EPERM", "kill_host": "ESRCH",
-			"connect_host": "ECONNREFUSED", "connect_metadata": "ENETUNREACH", "connect_peer": "ECONNREFUSED",
+			"connect_host": "ECONNREFUSED", "connect_metadata": "EHOSTUNREACH", "connect_peer": "ECONNREFUSED",
 			"task_root": "/var/task", "runtime_api": "127.0.0.1:9001", "cwd": "/var/task",
 		}
 		for k, v := range want {

@@ -56,8 +56,9 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binary = filepath.Join(buildDir, "kiln")
+		// Built the way `go build` builds it for users: with cgo when a C
+		// compiler is present, so the sandboxes' pid 1 is the C init.
 		cmd := exec.Command("go", "build", "-o", binary, "github.com/kiln-dev/kiln/cmd/kiln")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("build kiln: %v\n%s", err, out)
 		}
@@ -75,23 +76,51 @@ type Server struct {
 	AccessKeyID     string // the admin account's keys, from DataDir/credentials
 	SecretAccessKey string
 
-	cmd  *exec.Cmd
-	out  syncBuffer
-	done chan struct{}
+	cmd   *exec.Cmd
+	out   syncBuffer
+	done  chan struct{}
+	found chan string // the served endpoint, from the banner
 }
 
 var addrRE = regexp.MustCompile(`serving the AWS Lambda API on (http://[0-9.:]+)`)
 
 // Start runs `kiln server` on dataDir ("" → a fresh temp dir) with extra
-// flags, waits until it serves, and stops it when the test ends.
+// flags, waits until it serves, and stops it when the test ends. A later
+// --listen in args overrides the default 127.0.0.1:0.
 func Start(t testing.TB, dataDir string, args ...string) *Server {
+	t.Helper()
+	s := Launch(t, dataDir, args...)
+	s.WaitReady(t)
+	return s
+}
+
+// Launch starts `kiln server` like Start but does not wait for it to serve
+// (call WaitReady): a cluster's nodes must all be running before any of
+// them can elect a leader and finish starting.
+func Launch(t testing.TB, dataDir string, args ...string) *Server {
+	t.Helper()
+	return launch(t, dataDir, append([]string{"--listen", "127.0.0.1:0"}, args...))
+}
+
+// Restart runs `kiln server` on an existing data dir with no flags but
+// --data-dir, --log-level and args (not even --listen: a cluster node keeps
+// its address there), waits until it serves, and stops it when the test
+// ends.
+func Restart(t testing.TB, dataDir string, args ...string) *Server {
+	t.Helper()
+	s := launch(t, dataDir, args)
+	s.WaitReady(t)
+	return s
+}
+
+func launch(t testing.TB, dataDir string, args []string) *Server {
 	t.Helper()
 	bin := Binary(t)
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	s := &Server{DataDir: dataDir, done: make(chan struct{})}
-	full := append([]string{"server", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn"}, args...)
+	s := &Server{DataDir: dataDir, done: make(chan struct{}), found: make(chan string, 1)}
+	full := append([]string{"server", "--data-dir", dataDir, "--log-level", "warn"}, args...)
 	s.cmd = exec.Command(bin, full...)
 	pr, pw := io.Pipe()
 	s.cmd.Stdout = pw
@@ -105,7 +134,6 @@ func Start(t testing.TB, dataDir string, args ...string) *Server {
 		_ = pw.Close()
 		close(s.done)
 	}()
-	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
@@ -113,28 +141,12 @@ func Start(t testing.TB, dataDir string, args ...string) *Server {
 			_, _ = s.out.Write([]byte(line + "\n"))
 			if m := addrRE.FindStringSubmatch(line); m != nil {
 				select {
-				case found <- m[1]:
+				case s.found <- m[1]:
 				default:
 				}
 			}
 		}
 	}()
-	select {
-	case s.Endpoint = <-found:
-	case <-s.done:
-		t.Fatalf("kiln server exited early:\n%s", s.out.String())
-	case <-time.After(30 * time.Second):
-		s.Kill()
-		t.Fatalf("kiln server did not start:\n%s", s.out.String())
-	}
-	creds, err := os.ReadFile(filepath.Join(dataDir, "credentials"))
-	if err != nil {
-		t.Fatalf("credentials: %v", err)
-	}
-	var ok bool
-	if s.AccessKeyID, s.SecretAccessKey, ok = KeysIn(string(creds)); !ok {
-		t.Fatalf("credentials file lacks keys:\n%s", creds)
-	}
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() {
@@ -142,6 +154,28 @@ func Start(t testing.TB, dataDir string, args ...string) *Server {
 		}
 	})
 	return s
+}
+
+// WaitReady waits until a Launched server serves (at most 60 s) and reads
+// its admin keys.
+func (s *Server) WaitReady(t testing.TB) {
+	t.Helper()
+	select {
+	case s.Endpoint = <-s.found:
+	case <-s.done:
+		t.Fatalf("kiln server exited early:\n%s", s.out.String())
+	case <-time.After(60 * time.Second):
+		s.Kill()
+		t.Fatalf("kiln server did not start:\n%s", s.out.String())
+	}
+	creds, err := os.ReadFile(filepath.Join(s.DataDir, "credentials"))
+	if err != nil {
+		t.Fatalf("credentials: %v", err)
+	}
+	var ok bool
+	if s.AccessKeyID, s.SecretAccessKey, ok = KeysIn(string(creds)); !ok {
+		t.Fatalf("credentials file lacks keys:\n%s", creds)
+	}
 }
 
 // Stop ends the server gracefully (SIGTERM), then hard after 15 s.

@@ -147,7 +147,8 @@ func newBackend(cfg Config, drv driver) (*Backend, error) {
 		attrs = append(attrs, "cgroup_version", drv.version())
 	}
 	if is != nil {
-		for range cap(is.pool) {
+		b.removePoolLeftovers()
+		if cap(is.pool) > 0 {
 			is.poolWG.Add(1)
 			go b.fillPool()
 		}
@@ -230,12 +231,15 @@ func (b *Backend) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sand
 		undo = append(undo, func() { _ = os.RemoveAll(spec.TmpDir) })
 	}
 	x := &box{b: b, spec: spec, done: make(chan struct{}), log: b.log.With("sandbox", spec.ID)}
-	if b.drv != nil {
+	x.phases.begin()
+	if b.drv != nil && !b.poolGroups() {
 		g, err := b.drv.create(spec.ID, limitsFor(&spec, b.cfg.NoCPUQuota))
 		if err != nil {
 			return nil, fmt.Errorf("sandbox %s: %w", spec.ID, err)
 		}
 		x.grp = g
+		undo = append(undo, func() { dropGroup(g) })
+		x.phases.step(PhaseCgroup)
 	}
 
 	if b.iso != nil {
@@ -243,8 +247,19 @@ func (b *Backend) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sand
 		if err != nil {
 			return nil, fmt.Errorf("sandbox %s: %w", spec.ID, err)
 		}
+		x.phases.step(PhasePool)
 		x.init, x.iso = p, p.iso
-		undo = append(undo, func() { b.discard(p) })
+		x.beginStarting()
+		undo = append(undo, func() { b.discard(p); x.settle() })
+		if p.grp != nil {
+			g := p.grp
+			if err := claimGroup(g, spec.ID, limitsFor(&spec, b.cfg.NoCPUQuota)); err != nil {
+				return nil, fmt.Errorf("sandbox %s: %w", spec.ID, err)
+			}
+			x.grp, p.grp, p.placed = g, nil, true
+			undo = append(undo, func() { dropGroup(g) })
+			x.phases.step(PhaseCgroup)
+		}
 		if spec.TmpDir != "" {
 			if err := os.Chown(spec.TmpDir, x.HostUID(), x.HostUID()); err != nil {
 				return nil, fmt.Errorf("sandbox %s: %w", spec.ID, err)

@@ -34,6 +34,8 @@ func BenchmarkCreateStartWait(b *testing.B) {
 			ctx := context.Background()
 			tmp := b.TempDir()
 			var create, start, wait, del time.Duration
+			phases := map[string]time.Duration{}
+			var order []string
 			i := 0
 			for b.Loop() {
 				i++
@@ -58,6 +60,12 @@ func BenchmarkCreateStartWait(b *testing.B) {
 					b.Fatal(st, err)
 				}
 				t3 := time.Now()
+				for n, d := range s.(*box).StartPhases() {
+					if _, ok := phases[n]; !ok {
+						order = append(order, n)
+					}
+					phases[n] += d
+				}
 				if err := s.Delete(ctx); err != nil {
 					b.Fatal(err)
 				}
@@ -73,6 +81,9 @@ func BenchmarkCreateStartWait(b *testing.B) {
 			b.ReportMetric(float64(wait)/n, "wait-ns")
 			b.ReportMetric(float64(del)/n, "delete-ns")
 			b.ReportMetric(float64(create+start+wait)/n, "cold-ns")
+			for _, name := range order {
+				b.ReportMetric(float64(phases[name])/n/1e3, name+"-µs")
+			}
 		})
 	}
 }

@@ -48,13 +48,20 @@ type Config struct {
 	// UIDBase and UIDCount are the host uid (and gid) range the backend
 	// owns: each live sandbox gets two ids of its own (its namespace's
 	// root and the runtime's user), so no two sandboxes, and hence no two
-	// accounts, ever share one. Defaults 1879048192 (0x70000000) and 65536.
+	// accounts, ever share one. UIDCount defaults to 65536; UIDBase 0 claims
+	// the first range from 0x70000000 up that no other kiln server on this
+	// host holds (uidrange.go).
 	UIDBase, UIDCount uint32
 	// InitPool is how many sandbox inits are kept started ahead of need
-	// (namespaces, uid slot and network made, Kiln's start-up done), so a
-	// cold start pays only for the sandbox's own root and the runtime.
-	// 0 → 2; negative → none.
+	// (namespaces, uid slot, network, base root and, on cgroup v1, a
+	// cgroup made), so a cold start pays only for the sandbox's own mounts,
+	// its limits and the runtime. Refills wait while sandboxes are starting
+	// (pool.go). 0 → 2; negative → none.
 	InitPool int
+	// noPoolGroups keeps pooled inits out of cgroups of their own (and so
+	// without a runtime process made ahead), as on cgroup v2, so tests run
+	// that path on a v1 host.
+	noPoolGroups bool
 	// RootDir is an empty host directory each init mounts its new root on,
 	// inside its own mount namespace; default <os.TempDir()>/kiln-sandbox-root.
 	RootDir string

@@ -16,12 +16,22 @@
 // the outside and an nftables filter keeping it from the host, loopback,
 // link-local, private ranges and the other sandboxes.
 //
+// Cold starts: inits are started ahead into a pool (pool.go) with their
+// namespaces, uid pair, network (and its Runtime API listener, once one was
+// asked for), base root and, on cgroup v1, a cgroup of their own that the
+// claiming sandbox renames (isocgroup.go); in cgo builds the init is small
+// C and has the runtime's process forked and under seccomp ahead too. Each
+// start records its phases (phases.go; Sandbox.StartPhases) for the
+// worker's metrics.
+//
 // It owns: the cgroups under Config.CgroupParent, the sandboxes' TmpDirs,
 // their network namespaces and uid slots, the processes it starts, and with
 // Egress the bridge, its veths and the nftables table named after it.
 //
 // It must never: touch cgroups outside its parent, links or nftables
-// tables other than its bridge's, signal a process it cannot
+// tables other than its bridge's (the one exception: two accept rules,
+// tagged kiln-<bridge>, in a host forward chain that drops by default,
+// removed on close), signal a process it cannot
 // prove belongs to one of its sandboxes, or leave a process running after
 // Delete or after Kiln dies (the parent-death signal and Cleanup cover that).
 package linux

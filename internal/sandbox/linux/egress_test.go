@@ -23,23 +23,29 @@ import (
 )
 
 // Test network: an "outside" network namespace reached through a veth
-// whose host end has 198.51.100.1 (TEST-NET-2, public-looking) and whose
-// far end has 198.51.100.2 plus two addresses a sandbox must not reach
+// whose host end has a TEST-NET-2 (public-looking) address and whose far
+// end has the next one plus two addresses a sandbox must not reach
 // although they route the same way: the metadata address and a private
 // one. A fourth, private, address plays the nameserver, and a fifth is
-// private but allowed.
+// private but allowed. Host-side names and ranges depend on the pid, so
+// runs of this package side by side (several people, one machine) do not
+// take each other's bridge or veth.
+var (
+	testSlot       = os.Getpid() % 16
+	testBridge     = fmt.Sprintf("kilnt%d", testSlot)
+	testSubnet     = fmt.Sprintf("100.%d.0.0/16", 96+testSlot)
+	testHostVeth   = fmt.Sprintf("kilnt-out%d", testSlot)
+	outsideHost    = fmt.Sprintf("198.51.100.%d", 8*testSlot+1)
+	outsideAddr    = fmt.Sprintf("198.51.100.%d", 8*testSlot+2)
+	testRouteTable = 7107 + testSlot // holds the routes to the outside's denied addresses
+)
+
 const (
-	testBridge   = "kilnt0"
-	testSubnet   = "100.120.0.0/16"
-	testHostVeth = "kilnt-out"
-	outsideHost  = "198.51.100.1"
-	outsideAddr  = "198.51.100.2"
+	outsideBits  = "/29"
 	outsideMeta  = "169.254.169.254"
 	outsidePriv  = "10.255.77.1"
 	outsideNS    = "10.255.77.53"
 	outsideAllow = "10.255.78.1" // private but in EgressAllow
-	// testRouteTable holds the routes to the outside's denied addresses.
-	testRouteTable = 7107
 )
 
 func newEgressBackend(t testing.TB) *Backend {
@@ -124,7 +130,7 @@ func outside(t *testing.T) (port int) {
 			t.Fatal(err)
 		}
 	}
-	must(netlink.AddrAdd(hl, mustAddr(outsideHost+"/24")))
+	must(netlink.AddrAdd(hl, mustAddr(outsideHost+outsideBits)))
 	must(netlink.LinkSetUp(hl))
 	// The outside's denied addresses are routed there only for the
 	// sandboxes' subnet: the host's own traffic (its real metadata
@@ -146,7 +152,7 @@ func outside(t *testing.T) (port int) {
 		if err != nil {
 			return err
 		}
-		for _, a := range []string{outsideAddr + "/24", outsideMeta + "/32", outsidePriv + "/32", outsideNS + "/32", outsideAllow + "/32"} {
+		for _, a := range []string{outsideAddr + outsideBits, outsideMeta + "/32", outsidePriv + "/32", outsideNS + "/32", outsideAllow + "/32"} {
 			if err := netlink.AddrAdd(eth, mustAddr(a)); err != nil {
 				return err
 			}
@@ -169,12 +175,57 @@ func outside(t *testing.T) (port int) {
 			}
 			ls = append(ls, l)
 		}
+		// Bound to the nameserver's address: an answer from 0.0.0.0 would
+		// leave from the link's first address.
+		pc, err := net.ListenPacket("udp4", outsideNS+":53")
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { _ = pc.Close() })
+		go serveDNS(pc, netip.MustParseAddr(outsideAddr))
 		return nil
 	}))
 	for _, l := range ls {
 		serveHi(t, l)
 	}
 	return ls[0].Addr().(*net.TCPAddr).Port
+}
+
+// serveDNS answers every A query with a, anything else with no answer:
+// enough of DNS for a sandbox's resolver to show that its resolv.conf and
+// the UDP path to the nameserver work.
+func serveDNS(pc net.PacketConn, a netip.Addr) {
+	buf := make([]byte, 512)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		q := buf[:n]
+		if len(q) < 12 {
+			continue
+		}
+		// The question's name, then type and class.
+		i := 12
+		for i < len(q) && q[i] != 0 {
+			i += int(q[i]) + 1
+		}
+		if i+5 > len(q) {
+			continue
+		}
+		end := i + 5
+		isA := q[i+1] == 0 && q[i+2] == 1
+		resp := append([]byte{}, q[:end]...)
+		resp[2], resp[3] = 0x81, 0x80 // response, recursion desired and available
+		resp[6], resp[7], resp[8], resp[9], resp[10], resp[11] = 0, 0, 0, 0, 0, 0
+		if isA {
+			resp[7] = 1
+			ip := a.As4()
+			resp = append(resp, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4)
+			resp = append(resp, ip[:]...)
+		}
+		_, _ = pc.WriteTo(resp, from)
+	}
 }
 
 func mustAddr(s string) *netlink.Addr {
@@ -224,7 +275,7 @@ func TestEgress(t *testing.T) {
 	port := outside(t)
 	ps := fmt.Sprint(port)
 	// A subnet the host already uses is refused.
-	if err := subnetFree(netip.MustParsePrefix("198.51.100.0/28")); err == nil {
+	if err := subnetFree(netip.MustParsePrefix(outsideHost + "/28")); err == nil {
 		t.Error("subnet overlapping the outside link accepted")
 	}
 
@@ -280,7 +331,8 @@ while True:
 		{"bridge", b.iso.eg.gw.String(), hp},
 		{"loopback", "127.0.0.1", hp},
 		{"peer", peerIP.String(), "7000"},
-	}) + "; cat /etc/resolv.conf; ip -o -4 addr 2>/dev/null; cat /proc/net/route"
+	}) + "; /usr/bin/python3 -S -c 'import socket; print(\"resolved\", socket.gethostbyname(\"svc.kiln.test\"))'" +
+		"; cat /etc/resolv.conf; ip -o -4 addr 2>/dev/null; cat /proc/net/route"
 	st, out := runIso(t, b, "egress-probe", script)
 	t.Log(out)
 	if !st.Success() {
@@ -289,7 +341,7 @@ while True:
 	for _, want := range []string{
 		"outside ok", "dns ok", "nsother fail", "metadata fail", "private fail", "allowed ok",
 		"hostpub fail", "bridge fail", "loopback fail", "peer fail",
-		"nameserver " + outsideNS,
+		"nameserver " + outsideNS, "resolved " + outsideAddr,
 	} {
 		if !strings.Contains(out, want+" ") && !strings.Contains(out, want+"\n") {
 			t.Errorf("output lacks %q", want)
@@ -325,8 +377,9 @@ func TestEgressNoLeaks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gone := &egress{bridge: testBridge, prefix: vethPrefix(testBridge)}
 	for _, l := range links {
-		if n := l.Attrs().Name; n == testBridge || strings.HasPrefix(n, vethPrefix(testBridge)) {
+		if n := l.Attrs().Name; gone.ours(l) || strings.HasPrefix(n, vethPrefix(testBridge)) {
 			t.Errorf("link %s survives Close", n)
 		}
 	}

@@ -5,6 +5,8 @@ package linux
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,18 +35,26 @@ const initStartTimeout = 30 * time.Second
 
 // iso is the backend's isolation state.
 type iso struct {
-	pool     chan *initProc // pre-started inits
-	poolStop chan struct{}
-	poolWG   sync.WaitGroup
-	initPath string
-	initFile *os.File // O_PATH: the init is exec'd through it, by a uid that may not walk to initPath
-	rootDir  string
-	hostNet  int // fd of the host's network namespace, to return to after setns
-	base     uint32
-	slots    []bool // guarded by Backend.mu: true = in use
-	next     int    // guarded by Backend.mu: where the next slot search starts
-	resolv   string
-	eg       *egress // nil: loopback only
+	pool       chan *initProc // pre-started inits
+	poolStop   chan struct{}
+	poolWG     sync.WaitGroup
+	poolKick   chan struct{} // wakes the filler: an init was taken or a cold start settled
+	fillMu     sync.Mutex    // one refill at a time (pool.go)
+	starting   atomic.Int64  // sandboxes between Create and the end of their runtime's init
+	lastSettle atomic.Int64  // when one last stopped starting, Unix ns
+	initPath   string
+	initFile   *os.File // O_PATH: the init is exec'd through it, by a uid that may not walk to initPath
+	rootDir    string
+	hostNet    int // fd of the host's network namespace, to return to after setns
+	base       uint32
+	slots      []bool   // guarded by Backend.mu: true = in use
+	uidLock    *os.File // holds this server's claim on its uid range (uidrange.go)
+	next       int      // guarded by Backend.mu: where the next slot search starts
+	resolv     string
+	eg         *egress                // nil: loopback only
+	groupSeq   atomic.Uint64          // names pooled inits' cgroups, with poolTag
+	poolTag    string                 // random, per backend
+	listenAddr atomic.Pointer[string] // what the last Listen asked for: opened ahead in new sandboxes
 }
 
 // boxIso is a sandbox's isolation state.
@@ -52,10 +63,16 @@ type boxIso struct {
 	netfd  int // its network namespace, -1 once released
 	status *bufio.Reader
 	statf  *os.File
+	// A listener opened ahead in its network at the address the last
+	// Listen asked for (the worker always asks for the same), handed out
+	// by Listen; closed before Start if nobody took it. Guarded by the
+	// box's mu once the init is claimed.
+	preL    net.Listener
+	preAddr string
 }
 
 func newIso(cfg Config) (_ *iso, err error) {
-	if runtime.GOARCH != "amd64" {
+	if !nsinit.SeccompSupported() {
 		return nil, fmt.Errorf("%w: no seccomp syscall list for %s", ErrIsolationUnavailable, runtime.GOARCH)
 	}
 	if os.Geteuid() != 0 {
@@ -79,12 +96,21 @@ func newIso(cfg Config) (_ *iso, err error) {
 			_ = f.Close()
 		}
 	}()
-	if i.base == 0 {
-		i.base = 0x70000000
-	}
 	n := cfg.UIDCount
 	if n == 0 {
 		n = 65536
+	}
+	if i.base == 0 {
+		base, lock, cerr := claimUIDRange(n)
+		if cerr != nil {
+			return nil, fmt.Errorf("%w: %w", ErrIsolationUnavailable, cerr)
+		}
+		i.base, i.uidLock = base, lock
+		defer func() {
+			if err != nil {
+				_ = lock.Close()
+			}
+		}()
 	}
 	if n < 2 || uint64(i.base)+uint64(n) >= 1<<32-1 {
 		return nil, fmt.Errorf("%w: bad uid range %d+%d", ErrIsolationUnavailable, i.base, n)
@@ -96,6 +122,12 @@ func newIso(cfg Config) (_ *iso, err error) {
 	}
 	i.pool = make(chan *initProc, max(pool, 0))
 	i.poolStop = make(chan struct{})
+	i.poolKick = make(chan struct{}, 1)
+	var tag [4]byte
+	if _, err := rand.Read(tag[:]); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrIsolationUnavailable, err)
+	}
+	i.poolTag = hex.EncodeToString(tag[:])
 	if i.rootDir == "" {
 		i.rootDir = filepath.Join(os.TempDir(), "kiln-sandbox-root")
 	}
@@ -138,6 +170,9 @@ func sandboxResolvConf() string {
 func (i *iso) close() {
 	if i.eg != nil {
 		i.eg.close()
+	}
+	if i.uidLock != nil {
+		_ = i.uidLock.Close()
 	}
 	_ = unix.Close(i.hostNet)
 	_ = i.initFile.Close()
@@ -184,6 +219,12 @@ func (b *Backend) createIso(ctx context.Context) (*boxIso, error) {
 		if nerr == nil {
 			nerr = loopbackUp()
 		}
+		if a := b.iso.listenAddr.Load(); nerr == nil && a != nil {
+			// Best effort: Listen opens one itself if this failed.
+			if l, err := (&net.ListenConfig{}).Listen(context.WithoutCancel(ctx), "tcp", *a); err == nil {
+				bi.preL, bi.preAddr = l, *a
+			}
+		}
 		return unix.Setns(b.iso.hostNet, unix.CLONE_NEWNET) != nil
 	})
 	if err == nil {
@@ -209,6 +250,7 @@ func (b *Backend) releaseIso(bi *boxIso) {
 		_ = unix.Close(bi.netfd)
 		bi.netfd = -1
 	}
+	bi.dropListener()
 	if bi.statf != nil {
 		_ = bi.statf.Close()
 		bi.statf = nil
@@ -216,6 +258,13 @@ func (b *Backend) releaseIso(bi *boxIso) {
 	if bi.slot >= 0 {
 		b.freeSlot(bi.slot)
 		bi.slot = -1
+	}
+}
+
+func (bi *boxIso) dropListener() {
+	if bi.preL != nil {
+		_ = bi.preL.Close()
+		bi.preL = nil
 	}
 }
 
@@ -246,11 +295,23 @@ func (x *box) Listen(ctx context.Context, addr string) (net.Listener, error) {
 	if x.iso == nil {
 		return nil, fmt.Errorf("sandbox %s: no network of its own", x.spec.ID)
 	}
+	x.phases.begin()
+	defer x.phases.step(PhaseListen)
+	x.b.iso.listenAddr.Store(&addr)
 	x.mu.Lock()
 	fd := x.iso.netfd
+	pre := x.iso.preL
+	if pre != nil && x.iso.preAddr == addr && x.state == created {
+		x.iso.preL = nil
+	} else {
+		pre = nil
+	}
 	x.mu.Unlock()
 	if fd < 0 {
 		return nil, sandbox.ErrDeleted
+	}
+	if pre != nil {
+		return pre, nil
 	}
 	var l net.Listener
 	var lerr error
@@ -307,6 +368,9 @@ func (x *box) HostUID() int {
 // namespaces, with its uid slot and network, waiting for its Config.
 type initProc struct {
 	iso    *boxIso
+	cinit  bool           // the C init (nsinit.HelloC): its messages are in nsinit's wire format
+	grp    renamableGroup // its own cgroup while pooled (isocgroup.go), or nil
+	placed bool           // it is in its sandbox's cgroup already
 	pid    int
 	pidfd  int // -1 without pidfd support
 	sock   *os.File
@@ -324,6 +388,15 @@ func (b *Backend) discard(p *initProc) {
 	}
 	_ = p.sock.Close()
 	_ = p.statR.Close()
+	if p.grp != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+		if err := p.grp.destroy(ctx); err != nil {
+			b.log.Warn("cannot remove a pooled init's cgroup", "err", err)
+		}
+		cancel()
+		p.grp.close()
+		p.grp = nil
+	}
 	b.releaseIso(p.iso)
 }
 
@@ -334,6 +407,19 @@ func (b *Backend) spawnInit(ctx context.Context) (_ *initProc, err error) {
 	// Recreated if something (a tmp cleaner) removed it.
 	if err := os.MkdirAll(b.iso.rootDir, 0o755); err != nil {
 		return nil, fmt.Errorf("root mount point: %w", err)
+	}
+	var grp renamableGroup
+	if b.poolGroups() {
+		// First, so that a refill's group exists (and host counts are
+		// steady) as soon as the refill begins.
+		if grp, err = b.makePoolGroup(ctx, int(b.iso.groupSeq.Add(1))); err != nil {
+			return nil, fmt.Errorf("init cgroup: %w", err)
+		}
+		defer func() {
+			if err != nil && grp != nil {
+				dropGroup(grp)
+			}
+		}()
 	}
 	bi, err := b.createIso(ctx)
 	if err != nil {
@@ -360,7 +446,7 @@ func (b *Backend) spawnInit(ctx context.Context) (_ *initProc, err error) {
 	files := []uintptr{dn, dn, dn, statW.Fd(), child.Fd(), b.iso.initFile.Fd()}
 	// Exec'd through its descriptor: the init runs as an unprivileged host
 	// uid that may not be able to walk to the binary's path.
-	initExe := "/proc/self/fd/5"
+	initExe := "/proc/self/fd/" + strconv.Itoa(nsinit.ExeFD)
 	h := int(b.iso.base) + 2*bi.slot
 	p := &initProc{iso: bi, pidfd: -1, sock: sock, statR: statR}
 	sys := &syscall.SysProcAttr{
@@ -388,6 +474,10 @@ func (b *Backend) spawnInit(ctx context.Context) (_ *initProc, err error) {
 		p.pid, ferr = syscall.ForkExec(initExe, []string{nsinit.Argv0}, attr)
 		return unix.Setns(b.iso.hostNet, unix.CLONE_NEWNET) != nil
 	})
+	// The child's ends go now: the pool holds inits for long, and a
+	// descriptor count taken meanwhile should see only what each keeps.
+	_ = statW.Close()
+	_ = child.Close()
 	if err == nil {
 		err = ferr
 	}
@@ -404,61 +494,87 @@ func (b *Backend) spawnInit(ctx context.Context) (_ *initProc, err error) {
 		return nil, fmt.Errorf("start init: %w", err)
 	}
 	p.status = bufio.NewReader(statR)
+	if grp != nil {
+		// Moved now rather than at Start: see isocgroup.go. The init is
+		// Kiln's own code until it is claimed, so the moment it spent
+		// outside the group does not matter.
+		p.grp, grp = grp, nil // discard removes it from here on
+		if err = p.grp.enter(p.pid); err != nil {
+			b.discard(p)
+			return nil, fmt.Errorf("init cgroup: %w", err)
+		}
+	}
+	if err = b.prepareInit(ctx, p); err != nil {
+		b.discard(p) // releases bi and grp; the deferred releases are then no-ops
+		return nil, fmt.Errorf("prepare init: %w", err)
+	}
 	return p, nil
 }
 
-// takeInit returns a pre-started init, or starts one.
-func (b *Backend) takeInit(ctx context.Context) (*initProc, error) {
-	select {
-	case p := <-b.iso.pool:
-		return p, nil
+// prepareInit sends a fresh init the backend-wide part of its config and
+// waits until it has built its base root ("ready"), so what the pool holds
+// is ready to be claimed and a broken host shows up here, not in a cold
+// start.
+func (b *Backend) prepareInit(ctx context.Context, p *initProc) error {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(initStartTimeout)
+	}
+	_ = p.statR.SetReadDeadline(deadline)
+	defer p.statR.SetReadDeadline(time.Time{})
+	// The init says first which init it is: the C one (cgo builds) or Go.
+	hello, err := p.status.ReadString('\n')
+	switch strings.TrimSpace(hello) {
+	case nsinit.HelloC:
+		p.cinit = true
+	case nsinit.HelloGo:
 	default:
+		return errors.Join(err, fmt.Errorf("unexpected %q", hello))
 	}
-	return b.spawnInit(ctx)
+	prep := &nsinit.Config{RootDir: b.iso.rootDir, Hostname: "localhost", NoFile: nofileLimit, ResolvConf: b.iso.resolv}
+	var body []byte
+	if p.cinit {
+		// The runtime's process is made ahead where the init is in its
+		// sandbox's cgroup already (isocgroup.go).
+		body, err = nsinit.EncodePrepC(prep, p.grp != nil)
+	} else {
+		body, err = nsinit.Encode(prep)
+	}
+	if err != nil {
+		return err
+	}
+	if err := sendConfig(p.sock, body, nil); err != nil {
+		return err
+	}
+	line, err := p.status.ReadString('\n')
+	if line == "ready\n" {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return errors.New(strings.TrimSpace(line))
 }
 
-// fillPool keeps Config.InitPool inits ready until Close.
-func (b *Backend) fillPool() {
-	defer b.iso.poolWG.Done()
-	for {
-		select {
-		case <-b.iso.poolStop:
-			return
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), initStartTimeout)
-		p, err := b.spawnInit(ctx)
-		cancel()
-		if err != nil {
-			b.log.Warn("cannot pre-start a sandbox init", "err", err)
-			select {
-			case <-b.iso.poolStop:
-				return
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		select {
-		case b.iso.pool <- p:
-		case <-b.iso.poolStop:
-			b.discard(p)
-			return
-		}
+// sendConfig sends one message to an init.
+func sendConfig(sock *os.File, body []byte, fds []int) error {
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		return err
 	}
-}
-
-// closePool stops the filler and discards the ready inits.
-func (b *Backend) closePool() {
-	close(b.iso.poolStop)
-	b.iso.poolWG.Wait()
-	for {
-		select {
-		case p := <-b.iso.pool:
-			b.discard(p)
-		default:
-			return
-		}
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
 	}
+	var serr error
+	err = rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), body, oob, nil, 0)
+		return serr != unix.EAGAIN
+	})
+	if err == nil {
+		err = serr
+	}
+	return err
 }
 
 // startIsolatedLocked moves the sandbox's init into its cgroups, sends it
@@ -471,21 +587,22 @@ func (x *box) startIsolatedLocked(ctx context.Context) error {
 		return fmt.Errorf("sandbox %s: %w", x.spec.ID, err)
 	}
 	fail := func(err error) error {
+		x.settle()
 		sio.closeAll()
 		x.init = nil
 		x.b.discard(p) // releases x.iso too
 		x.state = stopped
 		return fmt.Errorf("sandbox %s: %w", x.spec.ID, err)
 	}
-	if x.grp != nil {
+	if x.grp != nil && !p.placed {
 		if err := x.grp.enter(p.pid); err != nil {
 			return fail(err)
 		}
+		x.phases.step(PhaseCgroupEnter)
 	}
-	cfg := nsinit.Config{
-		Argv: x.spec.Argv, Env: x.env(), Dir: x.spec.Dir, RootDir: x.b.iso.rootDir,
-		TmpBytes: x.spec.TmpBytes, Hostname: "localhost", NoFile: nofileLimit, ResolvConf: x.b.iso.resolv,
-	}
+	// The sandbox sees no listener it did not ask for.
+	x.iso.dropListener()
+	cfg := nsinit.Config{Argv: x.spec.Argv, Env: x.env(), Dir: x.spec.Dir, TmpBytes: x.spec.TmpBytes}
 	fds := []int{int(sio.child[0].Fd()), int(sio.child[1].Fd()), int(sio.child[2].Fd())}
 	var srcs []*os.File
 	defer func() {
@@ -510,28 +627,25 @@ func (x *box) startIsolatedLocked(ctx context.Context) error {
 		cfg.Mounts = append(cfg.Mounts, nsinit.Mount{FD: len(fds), Target: m.Target, IsDir: isDir})
 		fds = append(fds, int(f.Fd()))
 	}
-	body, err := nsinit.Encode(&cfg)
+	x.phases.step(PhaseMountFDs)
+	var body []byte
+	if p.cinit {
+		body, err = nsinit.EncodeClaimC(&cfg)
+	} else {
+		body, err = nsinit.Encode(&cfg)
+	}
 	if err != nil {
 		return fail(err)
 	}
-	rc, err := p.sock.SyscallConn()
-	if err != nil {
-		return fail(err)
-	}
-	var serr error
-	err = rc.Write(func(fd uintptr) bool {
-		serr = unix.Sendmsg(int(fd), body, unix.UnixRights(fds...), nil, 0)
-		return serr != unix.EAGAIN
-	})
+	err = sendConfig(p.sock, body, fds)
+	sentAt := nsinit.Monotonic()
 	sio.closeChildEnds()
 	runtime.KeepAlive(sio)
-	if err == nil {
-		err = serr
-	}
 	if err != nil {
 		return fail(fmt.Errorf("send config to init: %w", err))
 	}
 	_ = p.sock.Close()
+	x.phases.step(PhaseSend)
 
 	// The init reports "ok <pid>" once the runtime is exec'd, or why not.
 	// Read before the wait loop starts, which reads the final status.
@@ -549,6 +663,9 @@ func (x *box) startIsolatedLocked(ctx context.Context) error {
 	sio.startCopying()
 	go x.waitLoop(p.pid, p.pidfd, sio)
 	if strings.HasPrefix(line, "ok ") {
+		if f := strings.Fields(line); len(f) > 2 {
+			x.phases.marks(sentAt, nsinit.ParseMarks(f[2:]))
+		}
 		return nil
 	}
 	x.killMu.Lock()

@@ -205,3 +205,12 @@ s = socket.create_connection(("127.0.0.1", 9001)); print("inside", s.recv(10).de
 func TestConformanceIsolated(t *testing.T) {
 	sandboxtest.Run(t, func(t *testing.T) sandbox.Backend { return newIsoBackend(t) })
 }
+
+// TestConformanceIsolatedWithoutPoolGroups runs the suite on the path
+// cgroup v2 hosts take: inits moved into their sandbox's group at Start,
+// the runtime forked at the claim.
+func TestConformanceIsolatedWithoutPoolGroups(t *testing.T) {
+	sandboxtest.Run(t, func(t *testing.T) sandbox.Backend {
+		return newHostBackend(t, Config{Isolation: true, noPoolGroups: true})
+	})
+}

@@ -51,6 +51,9 @@ type box struct {
 	log  *slog.Logger
 	done chan struct{}
 
+	phases     phaseLog  // where Create, Listen and Start went
+	settleOnce sync.Once // isolation: the start is over for the pool's filler (pool.go)
+
 	delMu sync.Mutex // serialises Delete
 
 	capOnce sync.Once // EndInit applies the CPU cap once
@@ -116,6 +119,7 @@ func (x *box) Start(ctx context.Context) error {
 	default:
 		return sandbox.ErrAlreadyStarted
 	}
+	x.phases.begin()
 	if x.b.iso != nil {
 		if x.init == nil {
 			return sandbox.ErrAlreadyStarted
@@ -159,6 +163,7 @@ func (x *box) Start(ctx context.Context) error {
 	})
 	sio.closeChildEnds()
 	runtime.KeepAlive(sio)
+	x.phases.step(PhaseFork)
 	if err == nil {
 		err = serr
 	}
@@ -246,6 +251,9 @@ func (x *box) waitLoop(pid, pidfd int, sio *stdio) {
 		x.state = exited
 	}
 	x.mu.Unlock()
+	if x.b.iso != nil {
+		x.settle()
+	}
 	x.log.Debug("sandbox exited", "pid", pid, "status", st.String(), "oom", st.OOMKilled)
 }
 
@@ -398,9 +406,15 @@ func (x *box) Delete(ctx context.Context) error {
 	if x.iso != nil {
 		x.b.releaseIso(x.iso)
 	}
+	if x.b.iso != nil {
+		x.settle()
+	}
 	x.state = deleted
 	x.mu.Unlock()
 	x.b.forget(x.spec.ID)
+	if x.b.iso != nil {
+		x.b.topUp(ctx)
+	}
 	x.log.Debug("sandbox deleted")
 	return nil
 }
@@ -455,6 +469,9 @@ func (x *box) PeakMemory(ctx context.Context) (uint64, error) {
 
 // EndInit implements sandbox.InitBooster.
 func (x *box) EndInit(ctx context.Context) error {
+	if x.b.iso != nil {
+		x.settle()
+	}
 	if x.grp == nil || !x.spec.InitCPUBoost || x.b.cfg.NoCPUQuota {
 		return nil
 	}

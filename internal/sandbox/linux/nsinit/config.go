@@ -14,9 +14,13 @@ const (
 	EnvValue  = "1"
 )
 
-// ConfigFD is a SOCK_SEQPACKET unix socket on which the init receives one
-// message: its Config as JSON with, as SCM_RIGHTS, stdin, stdout, stderr
-// and then the FD mounts' descriptors (Mount.FD indexes them).
+// ConfigFD is a SOCK_SEQPACKET unix socket on which the init receives two
+// messages. The first, sent when the init is started, is a Config with only
+// the backend-wide fields (RootDir, Hostname, NoFile, ResolvConf): the init
+// builds the sandbox's base root from it while it waits in the pool, and
+// reports "ready". The second, sent when a sandbox claims the init, is the
+// sandbox's Config as JSON with, as SCM_RIGHTS, stdin, stdout, stderr and
+// then the FD mounts' descriptors (Mount.FD indexes them).
 const ConfigFD = 4
 
 // Limits of the config message.
@@ -25,12 +29,17 @@ const (
 	maxFDs    = 32
 )
 
+// ExeFD is the init's own binary (an O_PATH descriptor), through which it
+// is exec'd and, with cgo, re-executes itself as the small supervisor.
+const ExeFD = 5
+
 // Argv0 is the init's argv[0], so the process list reads well on the host.
 const Argv0 = "kiln-sandbox-init"
 
 // StatusFD is the descriptor on which the init reports to the backend:
-// first "ok <pid>" or "error <message>", later "exit <code>" or
-// "signal <number>" for the runtime's end.
+// "ready" once its base root is built, then "ok <pid> <phase>=<ns>…" (see
+// the Phase constants) or "error <errno> <message>", later "exit <code>"
+// or "signal <number>" for the runtime's end.
 const StatusFD = 3
 
 // In-sandbox identity of the runtime, as on Lambda (sbx_user1051).
@@ -39,9 +48,8 @@ const (
 	RuntimeGID = 990
 )
 
-// Mount is a host directory shown read-only inside the sandbox.
+// Mount is a host directory shown inside the sandbox.
 type Mount struct {
-	Source string `json:"source,omitempty"` // a host path the init binds itself
 	// FD is a detached, already read-only mount (open_tree) the backend
 	// made and handed over; the init attaches it at Target.
 	// In the message, FD is an index into the descriptors sent with it.
@@ -89,8 +97,19 @@ func decode(s string) (*Config, error) {
 	if err := json.Unmarshal([]byte(s), &c); err != nil {
 		return nil, fmt.Errorf("nsinit: bad config: %w", err)
 	}
-	if len(c.Argv) == 0 || c.RootDir == "" {
-		return nil, errors.New("nsinit: config without argv or root dir")
+	if len(c.Argv) == 0 {
+		return nil, errors.New("nsinit: config without argv")
+	}
+	return &c, nil
+}
+
+func decodePrep(s string) (*Config, error) {
+	var c Config
+	if err := json.Unmarshal([]byte(s), &c); err != nil {
+		return nil, fmt.Errorf("nsinit: bad prepare message: %w", err)
+	}
+	if c.RootDir == "" || len(c.Argv) != 0 || len(c.Mounts) != 0 {
+		return nil, errors.New("nsinit: prepare message needs a root dir and nothing of a sandbox")
 	}
 	return &c, nil
 }

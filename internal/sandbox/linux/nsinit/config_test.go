@@ -15,9 +15,17 @@ func TestEncodeDecode(t *testing.T) {
 	if err != nil || got.Argv[2] != "echo" || got.Mounts[0].FD != 4 || got.TmpBytes != 1<<20 {
 		t.Fatalf("decode = %+v, %v", got, err)
 	}
-	for _, bad := range []string{"", "{", `{"argv":[]}`, `{"argv":["/x"]}`} {
+	for _, bad := range []string{"", "{", `{"argv":[]}`} {
 		if _, err := decode(bad); err == nil {
 			t.Errorf("decode(%q) accepted", bad)
+		}
+	}
+	if p, err := decodePrep(`{"root_dir":"/r","hostname":"h"}`); err != nil || p.RootDir != "/r" {
+		t.Errorf("decodePrep = %+v, %v", p, err)
+	}
+	for _, bad := range []string{"", `{}`, `{"root_dir":"/r","argv":["/x"]}`} {
+		if _, err := decodePrep(bad); err == nil {
+			t.Errorf("decodePrep(%q) accepted", bad)
 		}
 	}
 }

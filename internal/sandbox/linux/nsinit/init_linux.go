@@ -29,6 +29,21 @@ func Main() {
 		os.Exit(126)
 	}
 	os.Clearenv()
+	fmt.Fprint(status, HelloGo+"\n")
+	// First the backend-wide part: the base root is built while the init
+	// waits in the pool, so a sandbox that claims it pays only for its own
+	// mounts.
+	prep, err := receivePrep()
+	if err != nil {
+		fail(err)
+	}
+	if prep == nil {
+		os.Exit(0) // the backend closed without using this init
+	}
+	if err := prepare(prep); err != nil {
+		fail(err)
+	}
+	fmt.Fprint(status, "ready\n")
 	// The init may wait here a while: the backend starts inits ahead of
 	// need and sends each its sandbox when one is wanted.
 	cfg, err := receive()
@@ -36,13 +51,15 @@ func Main() {
 		fail(err)
 	}
 	if cfg == nil {
-		os.Exit(0) // the backend closed without using this init
+		os.Exit(0)
 	}
-	pid, err := setup(cfg)
+	var tl timeline
+	tl.mark(PhaseWake)
+	pid, err := setup(prep, cfg, &tl)
 	if err != nil {
 		fail(err)
 	}
-	fmt.Fprintf(status, "ok %d\n", pid)
+	fmt.Fprintf(status, "ok %d%s\n", pid, tl.String())
 	// pid 1 stays for the sandbox's life and its memory is charged to the
 	// function: give back what set-up (and the binary's package
 	// initialisation) left behind, and keep the heap small from here on.
@@ -51,10 +68,10 @@ func Main() {
 	os.Exit(supervise(pid, status))
 }
 
-// receive reads the Config and its descriptors (stdin, stdout, stderr, then
-// one per FD mount) from ConfigFD, puts the stdio in place and maps the
-// mounts' indexes to descriptors. nil, nil: the backend closed the socket.
-func receive() (*Config, error) {
+// recvConfig reads one message from ConfigFD: its body and the descriptors
+// sent with it (close-on-exec). n == 0 without descriptors: the backend
+// closed the socket.
+func recvConfig() (string, []int, error) {
 	buf := make([]byte, maxConfig)
 	oob := make([]byte, unix.CmsgSpace(4*maxFDs))
 	var n, oobn int
@@ -66,25 +83,57 @@ func receive() (*Config, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("receive config: %w", err)
+		return "", nil, fmt.Errorf("receive config: %w", err)
 	}
-	if n == 0 && oobn == 0 {
+	var fds []int
+	if oobn > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return "", nil, fmt.Errorf("receive config: %w", err)
+		}
+		for i := range msgs {
+			f, err := unix.ParseUnixRights(&msgs[i])
+			if err != nil {
+				return "", nil, fmt.Errorf("receive config: %w", err)
+			}
+			fds = append(fds, f...)
+		}
+	}
+	return string(buf[:n]), fds, nil
+}
+
+// receivePrep reads the first message, the backend-wide part of the
+// config. nil, nil: the backend closed the socket.
+func receivePrep() (*Config, error) {
+	body, fds, err := recvConfig()
+	if err != nil {
+		return nil, err
+	}
+	if len(fds) > 0 {
+		for _, fd := range fds {
+			_ = unix.Close(fd)
+		}
+		return nil, errors.New("receive config: descriptors with the prepare message")
+	}
+	if body == "" {
+		return nil, nil
+	}
+	return decodePrep(body)
+}
+
+// receive reads the Config and its descriptors (stdin, stdout, stderr, then
+// one per FD mount) from ConfigFD, puts the stdio in place and maps the
+// mounts' indexes to descriptors. nil, nil: the backend closed the socket.
+func receive() (*Config, error) {
+	body, fds, err := recvConfig()
+	if err != nil {
+		return nil, err
+	}
+	if body == "" && len(fds) == 0 {
 		return nil, nil
 	}
 	_ = unix.Close(ConfigFD)
-	var fds []int
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil {
-		return nil, fmt.Errorf("receive config: %w", err)
-	}
-	for i := range msgs {
-		f, err := unix.ParseUnixRights(&msgs[i])
-		if err != nil {
-			return nil, fmt.Errorf("receive config: %w", err)
-		}
-		fds = append(fds, f...)
-	}
-	c, err := decode(string(buf[:n]))
+	c, err := decode(body)
 	if err != nil {
 		return nil, err
 	}
@@ -107,34 +156,23 @@ func receive() (*Config, error) {
 	return c, nil
 }
 
-// setup builds the sandbox and starts the runtime; it returns its pid.
-func setup(c *Config) (int, error) {
+// setup finishes the sandbox the prepared root started and starts the
+// runtime; it returns its pid.
+func setup(prep, c *Config, tl *timeline) (int, error) {
 	// The cgroup namespace is made here rather than at clone time so that
-	// its root is the sandbox's cgroup, which the init is already in.
+	// its root is the sandbox's cgroup, which the init is in by now.
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 		return 0, fmt.Errorf("unshare cgroup: %w", err)
 	}
-	if err := buildRoot(c); err != nil {
+	tl.mark(PhaseCgroup)
+	if err := finishRoot(c); err != nil {
 		return 0, err
 	}
-	host := c.Hostname
-	if host == "" {
-		host = "localhost"
-	}
-	if err := unix.Sethostname([]byte(host)); err != nil {
-		return 0, fmt.Errorf("sethostname: %w", err)
-	}
-	if c.NoFile > 0 {
-		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: c.NoFile, Max: c.NoFile}); err != nil {
-			return 0, fmt.Errorf("rlimit: %w", err)
-		}
-	}
-	if err := dropPrivileges(); err != nil {
-		return 0, err
-	}
+	tl.mark(PhaseMounts)
 	if err := installSeccomp(); err != nil {
 		return 0, fmt.Errorf("seccomp: %w", err)
 	}
+	tl.mark(PhaseSeccomp)
 	// Nothing the init inherited (mount sources, its own binary, the
 	// status pipe) may reach the runtime.
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
@@ -157,6 +195,7 @@ func setup(c *Config) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("start %s: %w", c.Argv[0], err)
 	}
+	tl.mark(PhaseExec)
 	return pid, nil
 }
 
@@ -216,12 +255,17 @@ func supervise(pid int, status *os.File) int {
 // hostDirs are the host's read-only base: interpreters and libraries.
 var hostDirs = []string{"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"}
 
-// buildRoot makes the sandbox's root filesystem and pivots into it.
-func buildRoot(c *Config) error {
+// prepare builds everything of the sandbox's root that does not depend on
+// the sandbox: a tmpfs root with the host's /usr and libraries bound
+// read-only, /etc, /dev and /proc; pivots into it (nothing of the host's
+// tree stays reachable from here on), sets the hostname and file limit and
+// drops every privilege the init does not need for the sandbox's own
+// mounts. It runs while the init waits in the pool.
+func prepare(p *Config) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
-	r := c.RootDir
+	r := p.RootDir
 	if err := unix.Mount("tmpfs", r, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1m,mode=0755"); err != nil {
 		return fmt.Errorf("mount root: %w", err)
 	}
@@ -249,36 +293,8 @@ func buildRoot(c *Config) error {
 			return err
 		}
 	}
-	if err := writeEtc(c, filepath.Join(r, "etc")); err != nil {
+	if err := writeEtc(p, filepath.Join(r, "etc")); err != nil {
 		return err
-	}
-	tmp := c.TmpBytes
-	if tmp <= 0 {
-		tmp = 512 << 20
-	}
-	if err := mountTmpfs(filepath.Join(r, "tmp"), fmt.Sprintf("size=%d,mode=1777", tmp), unix.MS_NOSUID|unix.MS_NODEV); err != nil {
-		return err
-	}
-	hasOpt := false
-	for _, m := range c.Mounts {
-		if m.Target == "/opt" {
-			hasOpt = true
-		}
-		dst := filepath.Join(r, m.Target)
-		if m.FD > 0 {
-			if err := attach(m.FD, dst, m.IsDir); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := bindRO(m.Source, dst); err != nil {
-			return err
-		}
-	}
-	if !hasOpt {
-		if err := os.MkdirAll(filepath.Join(r, "opt"), 0o755); err != nil {
-			return err
-		}
 	}
 	if err := buildDev(filepath.Join(r, "dev")); err != nil {
 		return err
@@ -289,11 +305,63 @@ func buildRoot(c *Config) error {
 	if err := unix.Mount("proc", filepath.Join(r, "proc"), "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount proc: %w", err)
 	}
-	for _, d := range []string{"var", "root", "home"} {
-		_ = os.MkdirAll(filepath.Join(r, d), 0o755)
+	for _, d := range []string{"var", "root", "home", "opt", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(r, d), 0o755); err != nil {
+			return err
+		}
 	}
-	// pivot_root(".", ".") stacks the old root under the new one; detaching
-	// it leaves nothing of the host's tree reachable.
+	host := p.Hostname
+	if host == "" {
+		host = "localhost"
+	}
+	if err := unix.Sethostname([]byte(host)); err != nil {
+		return fmt.Errorf("sethostname: %w", err)
+	}
+	if p.NoFile > 0 {
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: p.NoFile, Max: p.NoFile}); err != nil {
+			return fmt.Errorf("rlimit: %w", err)
+		}
+	}
+	if err := pivot(r); err != nil {
+		return err
+	}
+	// The bounding set and no_new_privs bind what an exec may gain; the
+	// init keeps the capabilities it has (in its own namespaces) for the
+	// claim's mounts.
+	return dropPrivileges()
+}
+
+// finishRoot adds the sandbox's own parts to the prepared root, which is
+// the init's root by now: /tmp of its size and the function's mounts; then
+// makes the root read-only.
+func finishRoot(c *Config) error {
+	tmp := c.TmpBytes
+	if tmp <= 0 {
+		tmp = 512 << 20
+	}
+	if err := mountTmpfs("/tmp", fmt.Sprintf("size=%d,mode=1777", tmp), unix.MS_NOSUID|unix.MS_NODEV); err != nil {
+		return err
+	}
+	for _, m := range c.Mounts {
+		if m.FD <= 0 {
+			// Host paths are out of reach once the root is pivoted.
+			return fmt.Errorf("mount %s: only descriptor mounts are supported", m.Target)
+		}
+		if err := attach(m.FD, filepath.Join("/", m.Target), m.IsDir); err != nil {
+			return err
+		}
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return fmt.Errorf("remount root read-only: %w", err)
+	}
+	return nil
+}
+
+// pivot makes r the root. pivot_root(".", ".") stacks the old root under
+// the new one; detaching it leaves nothing of the host's tree reachable.
+// The root stays writable until finishRoot has made the sandbox's mount
+// points.
+func pivot(r string) error {
 	if err := unix.Chdir(r); err != nil {
 		return err
 	}
@@ -303,13 +371,7 @@ func buildRoot(c *Config) error {
 	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("detach old root: %w", err)
 	}
-	if err := unix.Chdir("/"); err != nil {
-		return err
-	}
-	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
-		return fmt.Errorf("remount root read-only: %w", err)
-	}
-	return nil
+	return unix.Chdir("/")
 }
 
 // attach moves a detached mount the backend prepared onto dst.
@@ -441,8 +503,10 @@ func writeEtc(c *Config, etc string) error {
 			return err
 		}
 	}
-	if b, err := os.ReadFile("/etc/ld.so.cache"); err == nil {
-		if err := os.WriteFile(filepath.Join(etc, "ld.so.cache"), b, 0o644); err != nil {
+	// Bound rather than copied: a copy would cost every sandbox its size
+	// in tmpfs pages.
+	if fi, err := os.Stat("/etc/ld.so.cache"); err == nil && fi.Mode().IsRegular() {
+		if err := bindRO("/etc/ld.so.cache", filepath.Join(etc, "ld.so.cache")); err != nil {
 			return err
 		}
 	}

@@ -38,6 +38,12 @@ func jump(code uint16, k uint32, jt, jf uint8) unix.SockFilter {
 // killed, denied syscalls get EPERM, clone with namespace flags gets EPERM,
 // allowed ones pass and everything else gets ENOSYS.
 func Filter() []unix.SockFilter {
+	return buildFilter(auditArch, x32Bit, unix.SYS_CLONE, denied, allowed)
+}
+
+// buildFilter is Filter for an architecture's numbers, so the lists of
+// every architecture can be tested on any.
+func buildFilter(auditArch, x32Bit uint32, clone int, denied, allowed []int) []unix.SockFilter {
 	const (
 		ld  = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
 		jeq = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
@@ -56,7 +62,7 @@ func Filter() []unix.SockFilter {
 	}
 	// clone: inspect the flags, then reload nr for the lists.
 	p = append(p,
-		jump(jeq, uint32(unix.SYS_CLONE), 0, 5),
+		jump(jeq, uint32(clone), 0, 5),
 		stmt(ld, offArg0),
 		jump(jst, nsFlags, 0, 1),
 		stmt(ret, retEPERM),

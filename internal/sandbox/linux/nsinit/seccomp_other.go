@@ -1,8 +1,8 @@
-//go:build linux && !amd64
+//go:build linux && !amd64 && !arm64
 
 package nsinit
 
-// Only amd64 has a syscall list so far; elsewhere the filter kills every
+// Only amd64 and arm64 have syscall lists so far; elsewhere the filter kills every
 // syscall, so isolation refuses to start instead of running unfiltered.
 const (
 	auditArch = 0

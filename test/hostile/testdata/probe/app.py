@@ -38,9 +38,9 @@ def call(fn):
     return "ALLOWED" if r != -1 else err_name(ctypes.get_errno())
 
 
-def connect(host, port):
-    s = socket.socket()
-    s.settimeout(1)
+def connect(host, port, timeout=1):
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s.settimeout(timeout)
     try:
         s.connect((host, port))
         return "CONNECTED"
@@ -179,7 +179,7 @@ def connects(event):
     for name, (host, port) in event["targets"].items():
         if host == "gateway":
             host = gateway()
-        out[name] = connect(host, port) if host else "NOROUTE"
+        out[name] = connect(host, port, event.get("timeout", 1)) if host else "NOROUTE"
     return out
 
 

@@ -1,0 +1,7 @@
+//go:build linux && !cgo
+
+package nsinit
+
+// SmallSupervisor reports whether an isolated sandbox's init is the small C
+// init (cgo builds; cinit_cgo.go) rather than this Go one.
+const SmallSupervisor = false
