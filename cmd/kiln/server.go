@@ -43,7 +43,7 @@ func runServer(ctx context.Context, args []string) int {
 	region := fs.String("region", "us-east-1", "the region Kiln reports and checks signatures against")
 	keepAlive := fs.Duration("keep-alive", 5*time.Minute, "how long an idle sandbox stays warm")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	natsURL := fs.String("nats-url", "", "use this NATS JetStream server for the async queue instead of the embedded one")
+	natsURL := fs.String("nats-url", "", "use this NATS JetStream server for the async queue instead of the embedded one (set max_payload: 8MB on it: 1 MB Event payloads and destination records exceed the 1 MB default)")
 	asyncLease := fs.Duration("async-lease", 30*time.Second, "how long a poller holds an async event before another may run it (extended while the event runs)")
 	asyncFsync := fs.Bool("async-fsync", true, "fsync every accepted async event before answering 202 (false: the event survives a crash of kiln but not of the machine)")
 	asyncRetryScale := fs.Float64("async-retry-scale", 1, "scale Lambda's async retry delays (1 min, 2 min; 1 s to 5 min backoff); e.g. 0.01 for tests")

@@ -153,6 +153,12 @@ func Open(ctx context.Context, cfg Config) (_ *Engine, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("async: connect %s: %w", cfg.NATSURL, err)
 		}
+		// An event is one message (payload plus headers) and a destination
+		// record carries request and response payloads; a server at the
+		// NATS default max_payload (1 MB) refuses Lambda-sized ones.
+		if mp := e.nc.MaxPayload(); mp < 8*1024*1024 {
+			e.log.Warn("external NATS max_payload is below 8 MB: large Event payloads and destination records will be refused; set max_payload: 8MB on the NATS server", "max_payload", mp)
+		}
 	} else {
 		if err := e.startEmbedded(); err != nil {
 			return nil, err
