@@ -275,3 +275,15 @@ func sanitizeErrorCode(code string) string {
 	}
 	return strings.TrimSpace(code)
 }
+
+// kilnCall sends one Kiln API request and decodes its JSON answer into out.
+func (c *client) kilnCall(ctx context.Context, op, method string, segments []string, query url.Values, body []byte, out any) error {
+	b, err := c.kilnRequest(ctx, op, method, segments, query, body)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return decodeErr(op, err)
+	}
+	return nil
+}

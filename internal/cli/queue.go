@@ -69,13 +69,9 @@ func runQueueCreate(ctx context.Context, e *env, args []string) int {
 		return code
 	}
 	body, _ := json.Marshal(struct{ QueueName string }{pos[0]})
-	b, err := c.kilnRequest(ctx, "CreateQueue", http.MethodPost, queueSegs(), nil, body)
-	if err != nil {
-		return e.fail("CreateQueue", err)
-	}
 	var q queueInfo
-	if err := json.Unmarshal(b, &q); err != nil {
-		return e.fail("CreateQueue", decodeErr("CreateQueue", err))
+	if err := c.kilnCall(ctx, "CreateQueue", http.MethodPost, queueSegs(), nil, body, &q); err != nil {
+		return e.fail("CreateQueue", err)
 	}
 	fmt.Fprintln(e.stdout, q.QueueArn)
 	return exitOK
@@ -90,13 +86,9 @@ func runQueueLs(ctx context.Context, e *env, args []string) int {
 	if !ok {
 		return code
 	}
-	b, err := c.kilnRequest(ctx, "ListQueues", http.MethodGet, queueSegs(), nil, nil)
-	if err != nil {
-		return e.fail("ListQueues", err)
-	}
 	var out struct{ Queues []queueInfo }
-	if err := json.Unmarshal(b, &out); err != nil {
-		return e.fail("ListQueues", decodeErr("ListQueues", err))
+	if err := c.kilnCall(ctx, "ListQueues", http.MethodGet, queueSegs(), nil, nil, &out); err != nil {
+		return e.fail("ListQueues", err)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tMESSAGES\tARN")
@@ -143,13 +135,9 @@ func runQueueSend(ctx context.Context, e *env, args []string) int {
 	if !ok {
 		return code
 	}
-	b, err := c.kilnRequest(ctx, "SendMessage", http.MethodPost, queueSegs(pos[0], "messages"), nil, body)
-	if err != nil {
-		return e.fail("SendMessage", err)
-	}
 	var out struct{ MessageId string }
-	if err := json.Unmarshal(b, &out); err != nil {
-		return e.fail("SendMessage", decodeErr("SendMessage", err))
+	if err := c.kilnCall(ctx, "SendMessage", http.MethodPost, queueSegs(pos[0], "messages"), nil, body, &out); err != nil {
+		return e.fail("SendMessage", err)
 	}
 	fmt.Fprintln(e.stdout, out.MessageId)
 	return exitOK
@@ -175,13 +163,9 @@ func runQueueReceive(ctx context.Context, e *env, args []string) int {
 		return code
 	}
 	q := url.Values{"MaxNumberOfMessages": {strconv.Itoa(*max)}, "WaitTimeSeconds": {strconv.Itoa(*wait)}}
-	b, err := c.kilnRequest(ctx, "ReceiveMessage", http.MethodGet, queueSegs(pos[0], "messages"), q, nil)
-	if err != nil {
-		return e.fail("ReceiveMessage", err)
-	}
 	var out struct{ Messages []struct{ Body string } }
-	if err := json.Unmarshal(b, &out); err != nil {
-		return e.fail("ReceiveMessage", decodeErr("ReceiveMessage", err))
+	if err := c.kilnCall(ctx, "ReceiveMessage", http.MethodGet, queueSegs(pos[0], "messages"), q, nil, &out); err != nil {
+		return e.fail("ReceiveMessage", err)
 	}
 	for _, m := range out.Messages {
 		fmt.Fprintln(e.stdout, m.Body)

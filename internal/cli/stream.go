@@ -88,13 +88,9 @@ func runStreamCreate(ctx context.Context, e *env, args []string) int {
 		StreamName string
 		ShardCount int
 	}{pos[0], *shards})
-	b, err := c.kilnRequest(ctx, "CreateStream", http.MethodPost, streamSegs(), nil, body)
-	if err != nil {
-		return e.fail("CreateStream", err)
-	}
 	var s streamInfo
-	if err := json.Unmarshal(b, &s); err != nil {
-		return e.fail("CreateStream", decodeErr("CreateStream", err))
+	if err := c.kilnCall(ctx, "CreateStream", http.MethodPost, streamSegs(), nil, body, &s); err != nil {
+		return e.fail("CreateStream", err)
 	}
 	fmt.Fprintln(e.stdout, s.StreamARN)
 	return exitOK
@@ -109,13 +105,9 @@ func runStreamLs(ctx context.Context, e *env, args []string) int {
 	if !ok {
 		return code
 	}
-	b, err := c.kilnRequest(ctx, "ListStreams", http.MethodGet, streamSegs(), nil, nil)
-	if err != nil {
-		return e.fail("ListStreams", err)
-	}
 	var out struct{ Streams []streamInfo }
-	if err := json.Unmarshal(b, &out); err != nil {
-		return e.fail("ListStreams", decodeErr("ListStreams", err))
+	if err := c.kilnCall(ctx, "ListStreams", http.MethodGet, streamSegs(), nil, nil, &out); err != nil {
+		return e.fail("ListStreams", err)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSHARDS\tRECORDS\tARN")
@@ -127,15 +119,9 @@ func runStreamLs(ctx context.Context, e *env, args []string) int {
 }
 
 func (c *client) describeStream(ctx context.Context, name string) (streamInfo, error) {
-	b, err := c.kilnRequest(ctx, "DescribeStream", http.MethodGet, streamSegs(name), nil, nil)
-	if err != nil {
-		return streamInfo{}, err
-	}
 	var out struct{ StreamDescription streamInfo }
-	if err := json.Unmarshal(b, &out); err != nil {
-		return streamInfo{}, decodeErr("DescribeStream", err)
-	}
-	return out.StreamDescription, nil
+	err := c.kilnCall(ctx, "DescribeStream", http.MethodGet, streamSegs(name), nil, nil, &out)
+	return out.StreamDescription, err
 }
 
 func runStreamDescribe(ctx context.Context, e *env, args []string) int {
@@ -204,13 +190,9 @@ func runStreamPut(ctx context.Context, e *env, args []string) int {
 		PartitionKey string
 		Data         []byte
 	}{pos[1], data})
-	b, err := c.kilnRequest(ctx, "PutRecord", http.MethodPost, streamSegs(pos[0], "records"), nil, body)
-	if err != nil {
-		return e.fail("PutRecord", err)
-	}
 	var out struct{ ShardId, SequenceNumber string }
-	if err := json.Unmarshal(b, &out); err != nil {
-		return e.fail("PutRecord", decodeErr("PutRecord", err))
+	if err := c.kilnCall(ctx, "PutRecord", http.MethodPost, streamSegs(pos[0], "records"), nil, body, &out); err != nil {
+		return e.fail("PutRecord", err)
 	}
 	fmt.Fprintf(e.stdout, "%s\t%s\n", out.ShardId, out.SequenceNumber)
 	return exitOK
