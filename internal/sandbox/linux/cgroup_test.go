@@ -617,3 +617,45 @@ func TestV1InitCPUBoost(t *testing.T) {
 		t.Fatalf("cap after init = %q, want %d", b, cpuQuotaUs(128))
 	}
 }
+
+// TestV1ClaimSkipsUnchangedPids: a pooled group's claim does not rewrite
+// the pids.max the pool already set, and does write one that differs.
+func TestV1ClaimSkipsUnchangedPids(t *testing.T) {
+	tests := []struct {
+		name      string
+		pidsMax   int64
+		wantWrite bool
+	}{
+		{"same-as-pool", poolLimits.pidsMax, false},
+		{"different", 64, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			root, mounts := fakeV1(t, nil)
+			d, err := newV1Driver(mounts, "kiln", true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := d.create("pool", poolLimits)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Stands in for the pool's value; a claim that writes replaces it.
+			pids := filepath.Join(root, "pids/kiln/pool/pids.max")
+			if err := os.WriteFile(pids, []byte("pool"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			l := limits{memoryBytes: 128 << 20, cpuMB: 128, pidsMax: tc.pidsMax}
+			if err := g.(*v1Group).setLimits(l); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := os.ReadFile(pids)
+			if wrote := string(b) != "pool"; wrote != tc.wantWrite || (wrote && string(b) != itoa(tc.pidsMax)) {
+				t.Fatalf("pids.max = %q, want write %v of %d", b, tc.wantWrite, tc.pidsMax)
+			}
+			if b, _ := os.ReadFile(filepath.Join(root, "memory/kiln/pool/memory.limit_in_bytes")); string(b) != "134217728" {
+				t.Fatalf("memory limit = %q", b)
+			}
+		})
+	}
+}
