@@ -90,6 +90,9 @@ type Config struct {
 	// NATS cluster with JetStream clustering, cluster.go); nil runs it alone.
 	// Its store is then DataDir/nats-cluster.
 	Cluster *ClusterConfig
+	// IsAdmin, when set, limits the node-wide metrics route to the accounts
+	// it accepts (the counters span every account).
+	IsAdmin func(account string) bool
 	Logger  *slog.Logger
 	Now     func() time.Time
 }

@@ -64,6 +64,9 @@ func (e *Engine) route(r *http.Request) (int, any, error) {
 	}
 	switch {
 	case len(segs) == 4 && segs[2] == "async" && segs[3] == "metrics" && r.Method == http.MethodGet:
+		if e.cfg.IsAdmin != nil && !e.cfg.IsAdmin(account) {
+			return 0, nil, errdefs.AccessDenied("Account %s is not authorized to perform: kiln:GetAsyncMetrics", account)
+		}
 		return http.StatusOK, e.Stats(ctx), nil
 	case segs[2] == "streams":
 		return e.routeStream(r, account, segs) // stream_http.go

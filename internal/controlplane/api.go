@@ -998,11 +998,16 @@ func (s *Service) getAccountSettings(c *call) (int, any, error) {
 
 // ---- Kiln's own routes ----
 
-func (s *Service) requireAdmin(c *call) error {
+// IsAdmin reports whether account is the operator's admin account.
+func (s *Service) IsAdmin(account string) bool {
 	s.mu.RLock()
-	a := s.st.Accounts[c.account]
-	s.mu.RUnlock()
-	if a == nil || !a.Admin {
+	defer s.mu.RUnlock()
+	a := s.st.Accounts[account]
+	return a != nil && a.Admin
+}
+
+func (s *Service) requireAdmin(c *call) error {
+	if !s.IsAdmin(c.account) {
 		return errdefs.AccessDenied("Account %s is not authorized to perform: kiln:%s", c.account, c.op)
 	}
 	return nil

@@ -77,6 +77,7 @@ func (s *Server) startAsync(ctx context.Context, ref *asyncRef, fe *frontend.Fro
 		RetryScale: s.cfg.Async.RetryScale,
 		Lease:      s.cfg.Async.Lease,
 		NoSync:     s.cfg.Async.NoSync,
+		IsAdmin:    s.cp.IsAdmin,
 		Logger:     s.log,
 	})
 	if err != nil {

@@ -359,8 +359,10 @@ func TestAccountIsolation(t *testing.T) {
 		t.Errorf("metrics: phases %v, async %v", phases, m.Async)
 	}
 	other := &server{endpoint: s.endpoint, akid: akid, secret: secret}
-	if code := other.kiln(t, "GET", "/2026-01-01/kiln/metrics", nil, nil); code != 403 {
-		t.Errorf("non-admin metrics: %d, want 403", code)
+	for _, path := range []string{"/2026-01-01/kiln/metrics", "/2026-01-01/kiln/async/metrics"} {
+		if code := other.kiln(t, "GET", path, nil, nil); code != 403 {
+			t.Errorf("non-admin %s: %d, want 403", path, code)
+		}
 	}
 }
 
