@@ -108,7 +108,9 @@ func TestHostile(t *testing.T) {
 	})
 
 	t.Run("ForkBomb", func(t *testing.T) {
-		deploy(t, s, c, "forkbomb", fnOpts{memoryMB: 512})
+		// A full vCPU and room in time: 1023 fork+execs take seconds on a
+		// loaded 2-core CI machine, and the test is about the pids limit.
+		deploy(t, s, c, "forkbomb", fnOpts{memoryMB: 1769, timeout: 60})
 		r := invoke(t, c, "forkbomb", map[string]any{"op": "forkbomb"})
 		t.Logf("fork bomb: %s", r.raw)
 		if n, _ := r.payload["forked"].(float64); n >= 1024 || r.payload["error"] != "EAGAIN" {
