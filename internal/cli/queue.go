@@ -35,17 +35,7 @@ var queueVerbs = map[string]func(ctx context.Context, e *env, args []string) int
 }
 
 func runQueue(ctx context.Context, e *env, args []string) int {
-	if len(args) > 0 {
-		if f := queueVerbs[args[0]]; f != nil {
-			return f(ctx, e, args[1:])
-		}
-		if args[0] == "--help" || args[0] == "-h" || args[0] == "-help" {
-			fmt.Fprint(e.stdout, queueUsage)
-			return exitOK
-		}
-	}
-	fmt.Fprint(e.stderr, "kiln queue: missing or unknown subcommand\n"+queueUsage)
-	return exitUsage
+	return runSubcommand(ctx, e, "queue", queueUsage, queueVerbs, args)
 }
 
 func queueSegs(extra ...string) []string {
@@ -175,4 +165,20 @@ func runQueueReceive(ctx context.Context, e *env, args []string) int {
 
 func decodeErr(op string, err error) error {
 	return &smithy.OperationError{ServiceID: "Lambda", OperationName: op, Err: fmt.Errorf("decode reply: %w", err)}
+}
+
+// runSubcommand dispatches `kiln NOUN VERB …` to verbs, printing usage for
+// --help and a usage error for a missing or unknown verb.
+func runSubcommand(ctx context.Context, e *env, noun, usage string, verbs map[string]func(context.Context, *env, []string) int, args []string) int {
+	if len(args) > 0 {
+		if f := verbs[args[0]]; f != nil {
+			return f(ctx, e, args[1:])
+		}
+		if args[0] == "--help" || args[0] == "-h" || args[0] == "-help" {
+			fmt.Fprint(e.stdout, usage)
+			return exitOK
+		}
+	}
+	fmt.Fprintf(e.stderr, "kiln %s: missing or unknown subcommand\n%s", noun, usage)
+	return exitUsage
 }

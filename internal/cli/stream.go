@@ -40,17 +40,7 @@ var streamVerbs = map[string]func(ctx context.Context, e *env, args []string) in
 }
 
 func runStream(ctx context.Context, e *env, args []string) int {
-	if len(args) > 0 {
-		if f := streamVerbs[args[0]]; f != nil {
-			return f(ctx, e, args[1:])
-		}
-		if args[0] == "--help" || args[0] == "-h" || args[0] == "-help" {
-			fmt.Fprint(e.stdout, streamUsage)
-			return exitOK
-		}
-	}
-	fmt.Fprint(e.stderr, "kiln stream: missing or unknown subcommand\n"+streamUsage)
-	return exitUsage
+	return runSubcommand(ctx, e, "stream", streamUsage, streamVerbs, args)
 }
 
 func streamSegs(extra ...string) []string {
