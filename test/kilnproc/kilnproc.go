@@ -7,6 +7,8 @@ package kilnproc
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -149,6 +151,7 @@ func launch(t testing.TB, dataDir string, args []string) *Server {
 	}()
 	t.Cleanup(func() {
 		s.Stop()
+		removeCgroups(dataDir)
 		if t.Failed() {
 			t.Logf("kiln server output:\n%s", s.out.String())
 		}
@@ -290,4 +293,28 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// removeCgroups removes the empty cgroups a stopped or killed server left
+// under its parent (internal/server names it after the data dir). A restart
+// on the same data dir would clean them up; a test's temp dir never comes
+// back, and leftovers slow every later CPU-quota write on the host. Groups
+// that still hold processes stay: rmdir refuses them.
+func removeCgroups(dataDir string) {
+	sum := sha256.Sum256([]byte(dataDir))
+	parent := "kiln-" + hex.EncodeToString(sum[:4])
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
+	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", parent)) // cgroup v2
+	for _, d := range dirs {
+		kids, err := os.ReadDir(d)
+		if err != nil {
+			continue
+		}
+		for _, k := range kids {
+			if k.IsDir() {
+				_ = os.Remove(filepath.Join(d, k.Name()))
+			}
+		}
+		_ = os.Remove(d)
+	}
 }
