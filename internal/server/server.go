@@ -176,15 +176,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 
 	logs := logstore.New(0, nil)
-	// The cgroup parent is per data dir so two servers on one host never
-	// clean up each other's sandboxes.
+	// Per data dir, so two servers on one host never share sandbox cgroups,
+	// egress bridges or subnets.
 	sum := sha256.Sum256([]byte(dataDir))
 	s.backend, err = linux.New(linux.Config{
-		CgroupParent:   "kiln-" + hex.EncodeToString(sum[:4]),
-		Logger:         log,
-		AllowNoCgroups: cfg.UnsafeNoCgroups,
-		Isolation:      cfg.Isolation,
-		// Per data dir too, so two servers' bridges and subnets differ.
+		CgroupParent:      linux.CgroupParentFor(dataDir),
+		Logger:            log,
+		AllowNoCgroups:    cfg.UnsafeNoCgroups,
+		Isolation:         cfg.Isolation,
 		Egress:            cfg.SandboxEgress,
 		EgressBridge:      "kiln" + hex.EncodeToString(sum[:3]),
 		EgressSubnet:      fmt.Sprintf("100.%d.0.0/16", 64+sum[4]%32),

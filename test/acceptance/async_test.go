@@ -47,6 +47,26 @@ func (s *server) kiln(t *testing.T, method, path string, body []byte, out any) i
 	return resp.StatusCode
 }
 
+// awaitSuccesses reads queue until every accepted event's Success record
+// arrived or wait ran out, and counts the records per request id. A record
+// of an event never accepted, or a failure record, fails the test.
+func (s *server) awaitSuccesses(t *testing.T, queue string, accepted map[string]bool, wait time.Duration) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for deadline := time.Now().Add(wait); len(seen) < len(accepted) && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for _, r := range s.receive(t, queue) {
+			if !accepted[r.RequestContext.RequestID] {
+				t.Fatalf("record for an event never accepted: %+v", r)
+			}
+			if r.RequestContext.Condition != "Success" {
+				t.Errorf("event failed: %+v %s", r, r.ResponsePayload)
+			}
+			seen[r.RequestContext.RequestID]++
+		}
+	}
+	return seen
+}
+
 type asyncRecord struct {
 	RequestContext struct {
 		RequestID              string `json:"requestId"`
@@ -281,20 +301,7 @@ func TestAsyncSigkill(t *testing.T) {
 	s.kill()
 
 	s2 := startServer(t, dir, args...)
-	seen := map[string]int{}
-	deadline := time.Now().Add(60 * time.Second)
-	for len(seen) < n && time.Now().Before(deadline) {
-		for _, r := range s2.receive(t, "done") {
-			if !accepted[r.RequestContext.RequestID] {
-				t.Fatalf("record for an event never accepted: %+v", r)
-			}
-			if r.RequestContext.Condition != "Success" {
-				t.Errorf("event failed: %+v %s", r, r.ResponsePayload)
-			}
-			seen[r.RequestContext.RequestID]++
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	seen := s2.awaitSuccesses(t, "done", accepted, 60*time.Second)
 	if len(seen) != n {
 		t.Fatalf("%d of %d accepted events reached a destination after SIGKILL", len(seen), n)
 	}

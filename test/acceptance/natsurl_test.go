@@ -135,20 +135,7 @@ func TestNATSURL(t *testing.T) {
 	}
 
 	s2 := startServer(t, dir, args...)
-	seen := map[string]int{}
-	deadline = time.Now().Add(20 * time.Second)
-	for len(seen) < n && time.Now().Before(deadline) {
-		for _, r := range s2.receive(t, "natsdone") {
-			if !accepted[r.RequestContext.RequestID] {
-				t.Fatalf("record for an event never accepted: %+v", r)
-			}
-			if r.RequestContext.Condition != "Success" {
-				t.Errorf("event failed: %+v %s", r, r.ResponsePayload)
-			}
-			seen[r.RequestContext.RequestID]++
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	seen := s2.awaitSuccesses(t, "natsdone", accepted, 20*time.Second)
 	if len(seen) != n {
 		t.Fatalf("%d of %d events accepted before SIGKILL reached the destination after restart", len(seen), n)
 	}

@@ -7,8 +7,6 @@ package kilnproc
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,6 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+
+	"github.com/kiln-dev/kiln/internal/sandbox/linux"
 )
 
 var (
@@ -301,8 +301,7 @@ func (s *syncBuffer) String() string {
 // back, and leftovers slow every later CPU-quota write on the host. Groups
 // that still hold processes stay: rmdir refuses them.
 func removeCgroups(dataDir string) {
-	sum := sha256.Sum256([]byte(dataDir))
-	parent := "kiln-" + hex.EncodeToString(sum[:4])
+	parent := linux.CgroupParentFor(dataDir)
 	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
 	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", parent)) // cgroup v2
 	for _, d := range dirs {

@@ -1,6 +1,8 @@
 package linux
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 )
@@ -14,6 +16,14 @@ const Name = "linux"
 
 // Lambda's file descriptor limit, applied to every sandbox process.
 const nofileLimit = 1024
+
+// CgroupParentFor names the cgroup parent of the server whose data dir is
+// dataDir, so two servers on one host never clean up each other's
+// sandboxes, and a restart on the same data dir finds what a crash left.
+func CgroupParentFor(dataDir string) string {
+	sum := sha256.Sum256([]byte(dataDir))
+	return "kiln-" + hex.EncodeToString(sum[:4])
+}
 
 // Config configures the linux backend.
 type Config struct {

@@ -1,48 +1,10 @@
 package nsinit
 
 import (
-	"encoding/binary"
 	"testing"
 
 	"golang.org/x/sys/unix"
 )
-
-// run interprets the subset of classic BPF that Filter emits over a
-// seccomp_data of (nr, arch, arg0).
-func run(t *testing.T, prog []unix.SockFilter, nr int, arch uint32, arg0 uint64) uint32 {
-	t.Helper()
-	data := make([]byte, 64)
-	binary.LittleEndian.PutUint32(data[0:], uint32(nr))
-	binary.LittleEndian.PutUint32(data[4:], arch)
-	binary.LittleEndian.PutUint64(data[16:], arg0)
-	var a uint32
-	for pc := 0; pc < len(prog); pc++ {
-		in := prog[pc]
-		switch in.Code {
-		case unix.BPF_LD | unix.BPF_W | unix.BPF_ABS:
-			a = binary.LittleEndian.Uint32(data[in.K:])
-		case unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K:
-			pc += int(pick(a == in.K, in.Jt, in.Jf))
-		case unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K:
-			pc += int(pick(a >= in.K, in.Jt, in.Jf))
-		case unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K:
-			pc += int(pick(a&in.K != 0, in.Jt, in.Jf))
-		case unix.BPF_RET | unix.BPF_K:
-			return in.K
-		default:
-			t.Fatalf("unexpected instruction %#x at %d", in.Code, pc)
-		}
-	}
-	t.Fatal("program fell off its end")
-	return 0
-}
-
-func pick(c bool, a, b uint8) uint8 {
-	if c {
-		return a
-	}
-	return b
-}
 
 func TestFilter(t *testing.T) {
 	prog := Filter()
@@ -71,7 +33,7 @@ func TestFilter(t *testing.T) {
 		{"other arch", unix.SYS_READ, unix.AUDIT_ARCH_I386, 0, retKill},
 		{"out of range", 5000, auditArch, 0, retENOSYS},
 	} {
-		if got := run(t, prog, tc.nr, tc.arch, tc.arg0); got != tc.want {
+		if got := interpBPF(t, prog, tc.nr, tc.arch, tc.arg0); got != tc.want {
 			t.Errorf("%s: %#x, want %#x", tc.name, got, tc.want)
 		}
 	}
